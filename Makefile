@@ -1,0 +1,32 @@
+# `make demo` and `make test` each set everything up first (idempotent: a second run skips it).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-deps test demo lint clean-runs
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@./.ci/system-deps.sh
+
+# Reinstalls only when pyproject.toml changes. pip here takes torch/torchvision from local disk.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest
+
+demo: setup
+	$(VENV)/bin/da reproduce moons --profile quick
+	$(VENV)/bin/da reproduce digits --profile quick
+
+lint: setup
+	$(VENV)/bin/ruff check da data_tools tests experiments
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,195 @@
+"""Dataclass configs, YAML files and key=value overrides (OmegaConf), with strict keys.
+
+The sections `data`, `model` and `algorithm` are polymorphic: their `name` picks a registry
+entry and that entry's dataclass is the schema for the section. Unknown keys anywhere are
+an error that lists the valid names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the file / key and the fix."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "moons"
+    root: str = "data"  # where data_tools writes generated datasets
+    augment: bool = False
+    # Train on labeled target data instead of source ("train on target" / oracle row).
+    target_labeled: bool = False
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = "source_only"
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "dann"  # dann (mu_0 / (1 + alpha p)^beta) | constant
+    alpha: float = 10.0
+    beta: float = 0.75
+    feature_lr_mult: float = 1.0  # lr multiplier of the feature extractor (e.g. 0.1 when pretrained)
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+    amp: bool = False  # mixed precision (CUDA only; ignored on CPU)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 64  # per domain: a DANN step sees batch_size source + batch_size target
+    eval_every: int = 250
+    checkpoint_every: int = 250
+    log_every: int = 50
+    num_workers: int = 0
+    embedding_samples: int = 300  # per domain, for TensorBoard's projector at the end; 0 = off
+    progress_bar: bool = True
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    run_dir: str = ""  # empty: runs/<name>/seed<seed>
+    data: Any = None
+    model: Any = None
+    algorithm: Any = None
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _registries() -> dict[str, tuple[dict, type]]:
+    # Imported lazily: the registries' modules import the base classes above.
+    from da.algorithms import ALGORITHMS
+    from da.data import DATASETS
+    from da.models import MODELS
+
+    return {
+        "data": (DATASETS, DataConfig),
+        "model": (MODELS, ModelConfig),
+        "algorithm": (ALGORITHMS, AlgorithmConfig),
+    }
+
+
+def _check_keys(raw: Any, schema: Any, prefix: str, where: str) -> None:
+    """Reject keys the schema doesn't have, naming the valid ones."""
+    if not isinstance(raw, DictConfig):
+        return
+    valid = [f.name for f in fields(schema)]
+    for key in raw.keys():
+        path = f"{prefix}{key}"
+        if key not in valid:
+            raise ConfigError(
+                f"{where}: unknown config key '{path}'; valid keys for "
+                f"'{prefix or 'top level'}' ({type(schema).__name__}): {', '.join(valid)}"
+            )
+        value = getattr(schema, key)
+        if is_dataclass(value):
+            _check_keys(raw[key], value, f"{path}.", where)
+
+
+def resolve(raw: DictConfig, where: str = "config") -> Config:
+    """Turn a raw (YAML + overrides) tree into a validated Config."""
+    sections = {}
+    for section, (registry, base) in _registries().items():
+        node = raw.get(section) if isinstance(raw, DictConfig) else None
+        if node is not None and not isinstance(node, DictConfig):
+            raise ConfigError(f"{where}: '{section}' must be a mapping, got {node!r}")
+        name = node.get("name", base.name) if node is not None else base.name
+        if name not in registry:
+            raise ConfigError(
+                f"{where}: unknown {section}.name '{name}'; registered: {', '.join(sorted(registry))}"
+            )
+        sections[section] = registry[name].config()
+    schema = Config(**sections)
+    _check_keys(raw, schema, "", where)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), raw)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    validate(cfg, where)
+    return cfg
+
+
+def validate(cfg: Config, where: str = "config") -> None:
+    from da.grl import LR_SCHEDULES
+
+    if cfg.optim.name not in ("sgd", "adam"):
+        raise ConfigError(f"{where}: optim.name must be sgd or adam, got '{cfg.optim.name}'")
+    if cfg.optim.schedule not in LR_SCHEDULES:
+        raise ConfigError(f"{where}: optim.schedule must be one of {sorted(LR_SCHEDULES)}")
+    if cfg.train.steps < 1 or cfg.train.batch_size < 1:
+        raise ConfigError(f"{where}: train.steps and train.batch_size must be >= 1")
+    for key in ("eval_every", "checkpoint_every", "log_every"):
+        if getattr(cfg.train, key) < 1:
+            raise ConfigError(f"{where}: train.{key} must be >= 1")
+
+
+def load_raw(path: str | Path | None, overrides: list[str] = ()) -> DictConfig:
+    raw = OmegaConf.create({})
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = OmegaConf.load(path)
+        except Exception as exc:  # yaml.YAMLError and friends
+            raise ConfigError(f"{path}: not a valid YAML config: {exc}") from None
+        if not isinstance(raw, DictConfig):
+            raise ConfigError(f"{path}: a config file must hold a mapping at the top level")
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must look like key=value, got: {' '.join(bad)}")
+    try:
+        cli = OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"bad override: {exc}") from None
+    return OmegaConf.merge(raw, cli)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    where = str(path) if path is not None else "command line"
+    return resolve(load_raw(path, overrides), where)
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_flat_dict(cfg: Config) -> dict[str, Any]:
+    """Dotted keys -> scalar values (lists as strings), for TensorBoard hparams."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk(OmegaConf.to_container(OmegaConf.structured(cfg)), "")
+    return out
+
+
+def run_dir_of(cfg: Config) -> Path:
+    return Path(cfg.run_dir) if cfg.run_dir else Path("runs") / cfg.name / f"seed{cfg.seed}"
