@@ -1,0 +1,49 @@
+"""Fully connected network over flat inputs (the two-moons net: one hidden layer of 15)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from da.config import ModelConfig
+from da.models import MODELS, ModelParts
+from da.registry import register
+
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [15])
+    activation: str = "sigmoid"  # the paper's shallow DANN uses sigmoid units
+
+
+class MLPFeatures(nn.Module):
+    def __init__(self, in_features: int, hidden: list[int], activation: str, input_key: str):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation must be one of {sorted(ACTIVATIONS)}, got '{activation}'")
+        if not hidden:
+            raise ValueError("model.hidden needs at least one layer: the features live there")
+        layers: list[nn.Module] = []
+        for h in hidden:
+            layers += [nn.Linear(in_features, h), ACTIVATIONS[activation]()]
+            in_features = h
+        self.net = nn.Sequential(*layers)
+        self.num_features = in_features
+        self.input_key = input_key
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(batch[self.input_key].flatten(1))
+
+
+@register(MODELS, "mlp", MLPConfig)
+def build_mlp(cfg: MLPConfig, data) -> ModelParts:
+    in_features = 1
+    for s in data.input_shape:
+        in_features *= s
+    features = MLPFeatures(in_features, list(cfg.hidden), cfg.activation, data.input_key)
+    return ModelParts(features, nn.Linear(features.num_features, data.num_classes))
