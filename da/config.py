@@ -145,18 +145,23 @@ def validate(cfg: Config, where: str = "config") -> None:
             raise ConfigError(f"{where}: train.{key} must be >= 1")
 
 
-def load_raw(path: str | Path | None, overrides: list[str] = ()) -> DictConfig:
+def load_raw(paths: list[str | Path] | str | Path | None, overrides: list[str] = ()) -> DictConfig:
+    """Merge YAML files in order (later ones win), then key=value overrides."""
+    if paths is None:
+        paths = []
+    elif isinstance(paths, (str, Path)):
+        paths = [paths]
     raw = OmegaConf.create({})
-    if path is not None:
-        path = Path(path)
+    for path in map(Path, paths):
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            raw = OmegaConf.load(path)
+            layer = OmegaConf.load(path)
         except Exception as exc:  # yaml.YAMLError and friends
             raise ConfigError(f"{path}: not a valid YAML config: {exc}") from None
-        if not isinstance(raw, DictConfig):
+        if not isinstance(layer, DictConfig):
             raise ConfigError(f"{path}: a config file must hold a mapping at the top level")
+        raw = OmegaConf.merge(raw, layer)
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must look like key=value, got: {' '.join(bad)}")
@@ -167,9 +172,12 @@ def load_raw(path: str | Path | None, overrides: list[str] = ()) -> DictConfig:
     return OmegaConf.merge(raw, cli)
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    where = str(path) if path is not None else "command line"
-    return resolve(load_raw(path, overrides), where)
+def load_config(paths: list[str | Path] | str | Path | None, overrides: list[str] = ()) -> Config:
+    """Config from YAML files (merged in order) and key=value overrides, validated."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    where = " + ".join(map(str, paths or [])) or "command line"
+    return resolve(load_raw(paths, overrides), where)
 
 
 def to_yaml(cfg: Config) -> str:

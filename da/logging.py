@@ -1,0 +1,56 @@
+"""TensorBoard writer helpers and results.jsonl (one line per evaluation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, resume_step: int = 0):
+        self.run_dir = run_dir
+        self.results_path = run_dir / "results.jsonl"
+        # purge_step hides events a killed run logged after its last checkpoint.
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step or None)
+        self._truncate_results(resume_step)
+
+    def _truncate_results(self, step: int) -> None:
+        """Drop evaluations a killed run made after its last checkpoint (they are redone)."""
+        if not self.results_path.exists():
+            return
+        keep = [line for line in self.results_path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+        self.results_path.write_text("".join(line + "\n" for line in keep))
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def result(self, record: dict) -> None:
+        with open(self.results_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def text(self, tag: str, text: str) -> None:
+        # Markdown code block keeps YAML indentation in TensorBoard's text tab.
+        self.writer.add_text(tag, "```\n" + text + "\n```", 0)
+
+    def hparams(self, params: dict, metrics: dict[str, float]) -> None:
+        self.writer.add_hparams(params, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+
+    def embedding(self, features: np.ndarray, domains: list[str], labels: list[int], step: int) -> None:
+        meta = [[d, str(y)] for d, y in zip(domains, labels)]
+        self.writer.add_embedding(features, metadata=meta, metadata_header=["domain", "label"],
+                                  tag="features", global_step=step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def read_results(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "results.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

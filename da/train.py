@@ -1,0 +1,318 @@
+"""The one training loop.
+
+Step-based: endless iterators over the source (labeled) and target (unlabeled) streams,
+progress p = step / steps drives the learning-rate and adaptation schedules. The trainer
+owns backward, optimiser and scheduler steps, mixed precision, gradient clipping and the
+non-finite check, so algorithms only define losses. Losses stay on the device and become
+Python floats only when logged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from da import checkpoint
+from da.algorithms import Algorithm, build_algorithm
+from da.config import Config, ConfigError, run_dir_of, to_flat_dict, to_yaml
+from da.data import DomainData, build_data
+from da.data.loader import EndlessLoader
+from da.grl import LR_SCHEDULES
+from da.logging import RunLogger, read_results
+from da.metrics import accuracy, confusion_matrix, mean_iou, per_class_iou, proxy_a_distance
+from da.models import build_model
+from da.provenance import provenance
+
+# Keys that change how a run executes, not what it computes: a resumed run may differ here.
+RUNTIME_KEYS = ("device", "train.progress_bar", "train.num_workers", "run_dir")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} asked for, but CUDA is not available here")
+    return device
+
+
+@dataclass
+class Run:
+    """Everything built from a config: data, algorithm, optimisation."""
+
+    cfg: Config
+    device: torch.device
+    data: DomainData
+    algorithm: Algorithm
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+
+def build_run(cfg: Config, device: torch.device) -> Run:
+    checkpoint.seed_everything(cfg.seed)
+    data = build_data(cfg.data)
+    parts = build_model(cfg.model, data)
+    algorithm = build_algorithm(cfg.algorithm, parts.feature_extractor, parts.task_head).to(device)
+    feature_ids = {id(p) for p in algorithm.feature_parameters()}
+    groups = [
+        {"params": algorithm.feature_parameters(), "lr": cfg.optim.lr * cfg.optim.feature_lr_mult},
+        {"params": [p for p in algorithm.parameters() if id(p) not in feature_ids], "lr": cfg.optim.lr},
+    ]
+    if cfg.optim.name == "sgd":
+        optimizer = torch.optim.SGD(groups, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(groups, weight_decay=cfg.optim.weight_decay)
+    schedule = LR_SCHEDULES[cfg.optim.schedule]
+    steps, alpha, beta = cfg.train.steps, cfg.optim.alpha, cfg.optim.beta
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: schedule(s / steps, alpha=alpha, beta=beta))
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp(cfg, device))
+    return Run(cfg, device, data, algorithm, optimizer, scheduler, scaler)
+
+
+def use_amp(cfg: Config, device: torch.device) -> bool:
+    return cfg.optim.amp and device.type == "cuda"
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def iterate(dataset, batch_size: int):
+    for start in range(0, len(dataset), batch_size):
+        yield dataset.__getitems__([(i, 0) for i in range(start, min(start + batch_size, len(dataset)))])
+
+
+@torch.no_grad()
+def predict_and_features(algorithm: Algorithm, dataset, device: torch.device, batch_size: int = 512,
+                         max_features: int = 2000):
+    """Confusion matrix over a labeled split, plus pooled features of its first samples."""
+    was_training = algorithm.training
+    algorithm.eval()
+    cm, feats = None, []
+    n_feats = 0
+    for batch in iterate(dataset, batch_size):
+        batch = to_device(batch, device)
+        f = algorithm.features(batch)
+        logits = algorithm.task_head(f)
+        part = confusion_matrix(logits.argmax(1), batch["label"], logits.shape[1])
+        cm = part if cm is None else cm + part
+        if n_feats < max_features:
+            pooled = f.flatten(2).mean(-1) if f.dim() > 2 else f  # one vector per sample
+            feats.append(pooled[: max_features - n_feats].float().cpu())
+            n_feats += len(feats[-1])
+    algorithm.train(was_training)
+    return cm, torch.cat(feats).numpy()
+
+
+def evaluate(run: Run, step: int) -> dict[str, float]:
+    """Target-test and source-val metrics; target labels are read here only, never in training."""
+    out: dict[str, float] = {"step": step}
+    feats = {}
+    for prefix, dataset in (("target", run.data.target_test), ("source_val", run.data.source_val)):
+        cm, feats[prefix] = predict_and_features(run.algorithm, dataset, run.device)
+        out[f"{prefix}_acc"] = accuracy(cm)
+        if cm.shape[0] > 0 and run.data.input_key != "x" and run.data.input_key != "image":
+            out[f"{prefix}_miou"] = mean_iou(cm)
+            for k, v in enumerate(per_class_iou(cm)):
+                out[f"{prefix}_iou_{k}"] = v
+    out["pad"] = proxy_a_distance(feats["source_val"], feats["target"], seed=run.cfg.seed)
+    return out
+
+
+def check_run_dir(run_dir: Path, cfg: Config) -> None:
+    """A folder holds one config: refuse to resume a run whose settings changed."""
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return
+    old = OmegaConf.load(saved)
+    new = OmegaConf.create(to_yaml(cfg))
+    for key in RUNTIME_KEYS:
+        for node in (old, new):
+            parent, _, leaf = key.rpartition(".")
+            target = OmegaConf.select(node, parent) if parent else node
+            if target is not None and leaf in target:
+                target[leaf] = None
+    if old != new:
+        raise ConfigError(f"{run_dir} holds a run with a different config ({saved}); "
+                          "choose another name= / run_dir=, or delete the folder to start over")
+
+
+class Trainer:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.run_dir = run_dir_of(cfg)
+        self.device = resolve_device(cfg.device)
+
+    def fit(self, stop_after: int | None = None) -> Path:
+        """Train to cfg.train.steps (resuming from checkpoints/last.pt if present).
+
+        stop_after: return right after that many steps *without* a final checkpoint, as a
+        killed process would (used by the resume tests).
+        """
+        cfg, run_dir = self.cfg, self.run_dir
+        if (run_dir / "done").exists():
+            print(f"{run_dir}: already done")
+            return run_dir
+        check_run_dir(run_dir, cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        text = to_yaml(cfg)
+        print(f"run folder: {run_dir}\n{text}", flush=True)
+        (run_dir / "config.yaml").write_text(text)
+
+        run = build_run(cfg, self.device)
+        source = EndlessLoader(run.data.source_train, cfg.train.batch_size, cfg.seed, True,
+                               cfg.train.num_workers)
+        target = (EndlessLoader(run.data.target_train, cfg.train.batch_size, cfg.seed + 7919, True,
+                                cfg.train.num_workers) if run.algorithm.uses_target else None)
+        state = {"step": 0, "best_source_val": -1.0, "sums": {}, "count": 0}
+        last = run_dir / "checkpoints" / "last.pt"
+        if last.exists():
+            state = self._restore(run, source, target, checkpoint.load(last, self.device))
+            print(f"resuming from {last} at step {state['step']}", flush=True)
+        else:
+            prov = provenance(cfg.seed, self.device)
+            (run_dir / "provenance.json").write_text(json.dumps(prov, indent=2))
+
+        log = RunLogger(run_dir, state["step"])
+        if state["step"] == 0:
+            log.text("config", text)
+            log.text("provenance", (run_dir / "provenance.json").read_text())
+        try:
+            finished = self._loop(run, source, target, state, log, last, stop_after)
+            if finished:
+                self._finish(run, log)
+        finally:
+            log.close()
+        return run_dir
+
+    def _loop(self, run: Run, source, target, state, log: RunLogger, last: Path,
+              stop_after: int | None) -> bool:
+        cfg = self.cfg
+        steps = cfg.train.steps
+        amp = use_amp(cfg, self.device)
+        autocast = torch.autocast(self.device.type, dtype=torch.float16) if amp else nullcontext()
+        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        sums, count = state["sums"], state["count"]
+        run.algorithm.train()
+        bar = tqdm(total=steps, initial=state["step"], disable=not cfg.train.progress_bar,
+                   dynamic_ncols=True, file=sys.stdout)
+        start = state["step"]
+        for step in range(start, steps):
+            if stop_after is not None and step - start >= stop_after:
+                bar.close()
+                return False
+            progress = step / steps
+            src = to_device(next(source), self.device)
+            tgt = to_device(next(target), self.device) if target is not None else None
+            with autocast:
+                losses = run.algorithm.losses(src, tgt, progress)
+            total = losses["total"]
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(total).backward()
+            if cfg.optim.grad_clip > 0:
+                run.scaler.unscale_(run.optimizer)
+                torch.nn.utils.clip_grad_norm_(run.algorithm.parameters(), cfg.optim.grad_clip)
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            nonfinite |= ~torch.isfinite(total.detach())  # checked when we sync anyway
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float()
+            count += 1
+            lr = run.optimizer.param_groups[-1]["lr"]
+            run.scheduler.step()
+            done_steps = step + 1
+            bar.update(1)
+
+            if done_steps % cfg.train.log_every == 0 or done_steps == steps:
+                self._check_finite(nonfinite, done_steps, last)
+                means = {k: float(v / count) for k, v in sums.items()}
+                log.scalars("train", {**means, "lr": lr}, done_steps)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in means.items() if k != "lambda"})
+                sums, count = {}, 0
+            if done_steps % cfg.train.eval_every == 0 or done_steps == steps:
+                self._evaluate(run, done_steps, log, state)
+            if done_steps % cfg.train.checkpoint_every == 0 or done_steps == steps:
+                self._check_finite(nonfinite, done_steps, last)
+                state.update(step=done_steps, sums=sums, count=count)
+                self._save(run, source, target, state, last)
+        bar.close()
+        return True
+
+    def _check_finite(self, flag: torch.Tensor, step: int, last: Path) -> None:
+        if bool(flag):
+            raise NonFiniteLossError(
+                f"non-finite loss at or before step {step}; the last good checkpoint ({last}) was "
+                "kept. Lower optim.lr, set optim.grad_clip, or check the data for NaN.")
+
+    def _evaluate(self, run: Run, step: int, log: RunLogger, state: dict) -> None:
+        metrics = evaluate(run, step)
+        log.result(metrics)
+        log.scalars("val", {k: v for k, v in metrics.items() if k != "step"}, step)
+        # best.pt is chosen on held-out SOURCE data: target labels never select a model.
+        if metrics["source_val_acc"] > state["best_source_val"]:
+            state["best_source_val"] = metrics["source_val_acc"]
+            checkpoint.save_atomic({"model": run.algorithm.state_dict(), "step": step, "metrics": metrics},
+                                   self.run_dir / "checkpoints" / "best.pt")
+
+    def _save(self, run: Run, source, target, state: dict, last: Path) -> None:
+        checkpoint.save_atomic({
+            "model": run.algorithm.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "source_loader": source.state_dict(),
+            "target_loader": target.state_dict() if target is not None else None,
+            "rng": checkpoint.rng_state(),
+            "step": state["step"],
+            "best_source_val": state["best_source_val"],
+            "sums": state["sums"],
+            "count": state["count"],
+        }, last)
+
+    def _restore(self, run: Run, source, target, ckpt: dict) -> dict:
+        run.algorithm.load_state_dict(ckpt["model"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+        run.scaler.load_state_dict(ckpt["scaler"])
+        source.load_state_dict(ckpt["source_loader"])
+        if target is not None:
+            target.load_state_dict(ckpt["target_loader"])
+        checkpoint.set_rng_state(ckpt["rng"])
+        return {k: ckpt[k] for k in ("step", "best_source_val", "sums", "count")}
+
+    def _finish(self, run: Run, log: RunLogger) -> None:
+        results = read_results(self.run_dir)
+        final = {k: v for k, v in results[-1].items() if k != "step"}
+        log.hparams(to_flat_dict(self.cfg), final)
+        n = self.cfg.train.embedding_samples
+        if n > 0:
+            self._embeddings(run, log, n)
+        (self.run_dir / "done").write_text(json.dumps(results[-1]) + "\n")
+        print("final (last checkpoint): " + ", ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
+
+    def _embeddings(self, run: Run, log: RunLogger, n: int) -> None:
+        feats, domains, labels = [], [], []
+        for name, dataset in (("source", run.data.source_val), ("target", run.data.target_test)):
+            _, f = predict_and_features(run.algorithm, dataset, self.device, max_features=n)
+            feats.append(f)
+            domains += [name] * len(f)
+            labels += dataset.all()["label"][: len(f)].tolist() if hasattr(dataset, "all") else [-1] * len(f)
+        log.embedding(np.concatenate(feats), domains, labels, self.cfg.train.steps)
+
+
+def train(cfg: Config, stop_after: int | None = None) -> Path:
+    return Trainer(cfg).fit(stop_after)
