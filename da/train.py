@@ -316,3 +316,17 @@ class Trainer:
 
 def train(cfg: Config, stop_after: int | None = None) -> Path:
     return Trainer(cfg).fit(stop_after)
+
+
+def load_trained(run_dir: Path, checkpoint_name: str = "last.pt", device: str = "cpu") -> Run:
+    """Rebuild a finished (or interrupted) run from its folder, weights loaded, in eval mode."""
+    from da.config import load_config
+
+    run_dir = Path(run_dir)
+    cfg = load_config([run_dir / "config.yaml"])
+    dev = resolve_device(device)
+    run = build_run(cfg, dev)
+    ckpt = checkpoint.load(run_dir / "checkpoints" / checkpoint_name, dev)
+    run.algorithm.load_state_dict(ckpt["model"])
+    run.algorithm.eval()
+    return run

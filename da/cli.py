@@ -1,0 +1,88 @@
+"""The `da` command: train, reproduce, config, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def split_args(items: list[str]) -> tuple[list[str], list[str]]:
+    """YAML paths vs key=value overrides, in the order given."""
+    configs = [a for a in items if "=" not in a]
+    overrides = [a for a in items if "=" in a]
+    return configs, overrides
+
+
+def cmd_train(args) -> int:
+    from da.config import load_config
+    from da.train import train
+
+    configs, overrides = split_args(args.items)
+    train(load_config(configs, overrides))
+    return 0
+
+
+def cmd_config(args) -> int:
+    from da.config import load_config, to_yaml
+
+    configs, overrides = split_args(args.items)
+    print(to_yaml(load_config(configs, overrides)), end="")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from da.reproduce import command_line, reproduce
+
+    reproduce(args.table, args.profile, args.seeds, Path(args.out), Path(args.runs), command_line())
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from da.train import evaluate, load_trained
+
+    run = load_trained(Path(args.run_dir), args.checkpoint, args.device)
+    print(json.dumps(evaluate(run, step=-1), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="da", description="Domain-adversarial training (DANN).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run; re-running the same command resumes it")
+    p.add_argument("items", nargs="+", help="config YAML files (merged in order) and key=value overrides")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("config", help="print the resolved config")
+    p.add_argument("items", nargs="*", help="config YAML files and key=value overrides")
+    p.set_defaults(fn=cmd_config)
+
+    p = sub.add_parser("reproduce", help="run a table (rows x seeds) and write experiments/results")
+    p.add_argument("table", help="table name in experiments/tables/ or a path to a table YAML")
+    p.add_argument("--profile", default="standard", help="quick | standard | full (as the table defines)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the profile's seeds")
+    p.add_argument("--out", default="experiments/results", help="where TABLE.PROFILE.md/.json go")
+    p.add_argument("--runs", default="runs", help="root of the run folders")
+    p.set_defaults(fn=cmd_reproduce)
+
+    p = sub.add_parser("evaluate", help="evaluate a run folder's checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--checkpoint", default="last.pt", help="last.pt or best.pt")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(fn=cmd_evaluate)
+
+    args = parser.parse_args(argv)
+    from da.config import ConfigError
+    from data_tools.splits import DatasetFileError
+
+    try:
+        return args.fn(args)
+    except (ConfigError, DatasetFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

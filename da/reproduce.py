@@ -1,0 +1,238 @@
+"""`da reproduce TABLE`: run every row x seed of a table and write its result files.
+
+A table YAML (experiments/tables/NAME.yaml):
+
+    description: text
+    configs: [experiments/configs/base.yaml]     # merged first, in order
+    primary_metric: target_acc
+    metrics: [target_acc, source_val_acc, pad]
+    seeds: [0, 1, 2]
+    rows:
+      - name: dann
+        role: adapted            # source_only | adapted | oracle (for the share of gap closed)
+        configs: [experiments/configs/extra.yaml]
+        overrides: [algorithm.lambda_max=0.3]
+        grid: {algorithm.lambda_max: [0.1, 0.3]}   # optional: a sweep, one row per combination
+    profiles:
+      quick: {overrides: [train.steps=300], seeds: [0, 1]}
+      standard: {}
+    figure: moons_boundaries     # optional, from da.figures
+
+Order of merging: table configs, row configs, profile overrides, row overrides, then
+seed / name / run_dir. Runs already `done` are skipped, so an interrupted table resumes.
+Reported numbers are those of the LAST checkpoint. The one column that depends on a
+model chosen by labels (best.pt) uses source-validation labels only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from da.config import ConfigError, load_config
+from da.logging import read_results
+from da.provenance import git_state, machine_summary
+from da.train import train
+
+TABLE_KEYS = {"description", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles", "figure"}
+ROW_KEYS = {"name", "role", "configs", "overrides", "grid"}
+PROFILE_KEYS = {"overrides", "seeds"}
+ROLES = {"source_only", "adapted", "oracle", None}
+# Derived from results.jsonl: target accuracy at the evaluation with the best source-val
+# accuracy, i.e. best.pt (selected without target labels).
+BEST_SOURCE_VAL = "target_acc_at_best_source_val"
+
+
+@dataclass
+class Row:
+    name: str
+    role: str | None = None
+    configs: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    name: str
+    path: Path
+    description: str
+    configs: list[str]
+    primary_metric: str
+    metrics: list[str]
+    seeds: list[int]
+    rows: list[Row]
+    profiles: dict[str, dict]
+    figure: str | None = None
+
+
+def _check(keys, valid: set, where: str) -> None:
+    unknown = set(keys) - valid
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(valid)}")
+
+
+def expand_grid(row: dict, where: str) -> list[Row]:
+    """A row with `grid` becomes one row per combination of the listed values."""
+    base = Row(row["name"], row.get("role"), list(row.get("configs", [])), list(row.get("overrides", [])))
+    if base.role not in ROLES:
+        raise ConfigError(f"{where}: row '{base.name}' has role '{base.role}'; valid: source_only, adapted, oracle")
+    grid = row.get("grid") or {}
+    if not grid:
+        return [base]
+    keys = list(grid)
+    rows = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        pairs = [f"{k}={v}" for k, v in zip(keys, values)]
+        label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
+        rows.append(Row(f"{base.name}[{label}]", base.role, base.configs, base.overrides + pairs))
+    return rows
+
+
+def load_table(name_or_path: str) -> Table:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = Path("experiments/tables") / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"table not found: {path}")
+    raw = OmegaConf.to_container(OmegaConf.load(path))
+    where = str(path)
+    _check(raw, TABLE_KEYS, where)
+    rows = []
+    for row in raw.get("rows", []):
+        _check(row, ROW_KEYS, f"{where} row {row.get('name')}")
+        rows.extend(expand_grid(row, where))
+    if not rows:
+        raise ConfigError(f"{where}: a table needs at least one row")
+    profiles = raw.get("profiles", {}) or {}
+    for pname, prof in profiles.items():
+        _check(prof or {}, PROFILE_KEYS, f"{where} profile {pname}")
+    metrics = list(raw.get("metrics", ["target_acc"]))
+    primary = raw.get("primary_metric", metrics[0])
+    return Table(path.stem, path, raw.get("description", ""), list(raw.get("configs", [])), primary,
+                 metrics, list(raw.get("seeds", [0, 1, 2])), rows, profiles, raw.get("figure"))
+
+
+def run_dir(runs_root: Path, table: Table, profile: str, row: Row, seed: int) -> Path:
+    safe = row.name.replace("/", "_").replace("[", "_").replace("]", "").replace(",", "_").replace("=", "")
+    return runs_root / "tables" / table.name / profile / safe / f"seed{seed}"
+
+
+def row_config(table: Table, profile: str, row: Row, seed: int, runs_root: Path):
+    prof = table.profiles.get(profile) or {}
+    overrides = list(prof.get("overrides", [])) + row.overrides + [
+        f"seed={seed}", f"name={table.name}-{row.name}",
+        f"run_dir={run_dir(runs_root, table, profile, row, seed)}"]
+    return load_config(table.configs + row.configs, overrides)
+
+
+def run_metrics(path: Path) -> dict[str, float]:
+    results = read_results(path)
+    if not results:
+        raise RuntimeError(f"{path}: no evaluations in results.jsonl")
+    last = dict(results[-1])
+    best = max(results, key=lambda r: (r["source_val_acc"], r["step"]))
+    last[BEST_SOURCE_VAL] = best["target_acc"]
+    return last
+
+
+def summarise(values: list[float]) -> dict:
+    arr = np.asarray(values, dtype=float)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    return {"mean": float(arr.mean()), "std": std, "values": [float(v) for v in arr]}
+
+
+def gap_closed(rows: list[dict], primary: str) -> None:
+    """Adds `gap_closed` = (adapted - source_only) / (oracle - source_only) to adapted rows."""
+    by_role = {r["role"]: r for r in rows if r["role"] in ("source_only", "oracle")}
+    if {"source_only", "oracle"} - set(by_role):
+        return
+    lo = by_role["source_only"]["metrics"][primary]["mean"]
+    hi = by_role["oracle"]["metrics"][primary]["mean"]
+    for r in rows:
+        if r["role"] == "adapted" and hi != lo:
+            r["gap_closed"] = (r["metrics"][primary]["mean"] - lo) / (hi - lo)
+
+
+def to_markdown(result: dict, metrics: list[str]) -> str:
+    lines = [f"# {result['table']} ({result['profile']} profile)", "",
+             result.get("description", "").strip(), "",
+             f"Command: `{result['command']}`  ",
+             f"Commit: `{result['git_commit']}`  ",
+             f"Machine: {result['machine']}  ",
+             f"Seeds: {result['seeds']}; numbers are mean ± std (sample std) over seeds, "
+             "taken at the LAST checkpoint.", ""]
+    header = ["row", "algorithm"] + metrics
+    has_gap = any("gap_closed" in r for r in result["rows"])
+    if has_gap:
+        header.append("gap closed")
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in result["rows"]:
+        cells = [r["name"], r["algorithm"]]
+        for m in metrics:
+            s = r["metrics"][m]
+            cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}")
+        if has_gap:
+            cells.append(f"{100 * r['gap_closed']:.0f}%" if "gap_closed" in r else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"`{BEST_SOURCE_VAL}`: target accuracy of best.pt, the checkpoint with the best "
+              "source-validation accuracy (no target label is used to select it).", ""]
+    return "\n".join(lines)
+
+
+def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = None,
+              out_dir: Path = Path("experiments/results"), runs_root: Path = Path("runs"),
+              command: str | None = None) -> dict:
+    table = load_table(name)
+    if profile not in table.profiles:
+        raise ConfigError(f"{table.path}: no profile '{profile}'; profiles: {', '.join(table.profiles)}")
+    prof = table.profiles.get(profile) or {}
+    seeds = list(seeds if seeds is not None else prof.get("seeds", table.seeds))
+    configs = {(row.name, s): row_config(table, profile, row, s, runs_root) for row in table.rows for s in seeds}
+    rows = []
+    for row in table.rows:
+        values: dict[str, list[float]] = {m: [] for m in table.metrics}
+        for seed in seeds:
+            cfg = configs[(row.name, seed)]
+            path = train(cfg)
+            final = run_metrics(path)
+            for m in table.metrics:
+                if m not in final:
+                    raise ConfigError(f"{table.path}: metric '{m}' not logged; logged: {sorted(final)}")
+                values[m].append(final[m])
+        algorithm = configs[(row.name, seeds[0])].algorithm.name
+        rows.append({"name": row.name, "algorithm": algorithm, "role": row.role, "seeds": seeds,
+                     "run_dirs": [str(run_dir(runs_root, table, profile, row, s)) for s in seeds],
+                     "metrics": {m: summarise(v) for m, v in values.items()}})
+    gap_closed(rows, table.primary_metric)
+    git = git_state()
+    result = {
+        "table": table.name, "profile": profile, "description": table.description,
+        "command": command or f"da reproduce {table.name} --profile {profile}",
+        "git_commit": git["commit"] + ("-dirty" if git["dirty"] else ""),
+        "machine": machine_summary(), "primary_metric": table.primary_metric, "seeds": seeds,
+        "rows": rows,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"{table.name}.{profile}"
+    if table.figure:
+        from da.figures import make_figure
+
+        fig = make_figure(table.figure, result, out_dir / f"{table.name}.{profile}.png")
+        result["figure"] = fig.name
+    Path(f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    md = to_markdown(result, table.metrics)
+    if "figure" in result:
+        md += f"\n![{table.figure}]({result['figure']})\n"
+    Path(f"{stem}.md").write_text(md)
+    print(md, flush=True)
+    return result
+
+
+def command_line() -> str:
+    return "da " + " ".join(sys.argv[1:])

@@ -1,0 +1,63 @@
+import pytest
+
+from da.config import ConfigError, load_config
+from tests.conftest import moons_configs
+
+
+def test_defaults_and_overrides_apply():
+    cfg = load_config(moons_configs(dann=True), ["optim.lr=0.2", "train.steps=17", "algorithm.lambda_max=3"])
+    assert cfg.optim.lr == 0.2 and cfg.train.steps == 17
+    assert cfg.algorithm.name == "dann" and cfg.algorithm.lambda_max == 3.0
+    assert cfg.model.hidden == [15]  # from the YAML file
+
+
+def test_later_files_win(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("optim: {lr: 0.1}\ntrain: {steps: 5}\n")
+    b.write_text("optim: {lr: 0.3}\n")
+    cfg = load_config([a, b])
+    assert cfg.optim.lr == 0.3 and cfg.train.steps == 5
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config(moons_configs(dann=False), ["optim.learning_rate=0.1"])
+    msg = str(err.value)
+    assert "optim.learning_rate" in msg and "lr" in msg and "momentum" in msg
+
+
+def test_unknown_top_level_key_in_file_names_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trian: {steps: 3}\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*trian.*valid keys.*train"):
+        load_config([bad])
+
+
+def test_model_specific_keys_validate_against_the_chosen_model():
+    cfg = load_config(None, ["model.name=lenet", "model.channels=[8,16]", "data.name=digits"])
+    assert cfg.model.channels == [8, 16]
+    with pytest.raises(ConfigError, match="model.channels.*MLPConfig"):
+        load_config(None, ["model.name=mlp", "model.channels=[8,16]"])
+    with pytest.raises(ConfigError, match="registered: .*lenet.*mlp"):
+        load_config(None, ["model.name=resnet9000"])
+
+
+def test_algorithm_keys_validate_against_the_chosen_algorithm():
+    with pytest.raises(ConfigError, match="algorithm.lambda_max.*SourceOnlyConfig"):
+        load_config(None, ["algorithm.name=source_only", "algorithm.lambda_max=2"])
+
+
+def test_type_errors_name_the_key():
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config(None, ["optim.lr=fast"])
+
+
+def test_bad_files_and_overrides(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config([tmp_path / "missing.yaml"])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("optim: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config([broken])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["optim.lr"])
