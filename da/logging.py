@@ -13,8 +13,9 @@ class RunLogger:
     def __init__(self, run_dir: Path, resume_step: int = 0):
         self.run_dir = run_dir
         self.results_path = run_dir / "results.jsonl"
-        # purge_step hides events a killed run logged after its last checkpoint.
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step or None)
+        # purge_step hides events a killed run logged after its last checkpoint (events AT
+        # the checkpoint's step were logged before it was written, so they stay).
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
         self._truncate_results(resume_step)
 
     def _truncate_results(self, step: int) -> None:

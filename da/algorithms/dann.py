@@ -1,7 +1,8 @@
 """Domain-adversarial training of neural networks (Ganin et al., JMLR 2016).
 
 lambda_p scales only the reversed gradient that reaches the feature extractor; the
-domain classifier itself always learns at full strength (its loss weight is 1).
+domain classifier itself always learns at full strength (its loss weight is
+domain_weight, 1 by default).
 
 BatchNorm: with bn_mode="joint" (default) source and target go through the feature
 extractor in ONE concatenated pass, so batch statistics and running statistics describe
@@ -34,6 +35,10 @@ class DannConfig(AlgorithmConfig):
     disc_hidden: list[int] = field(default_factory=lambda: [1024, 1024])
     disc_dropout: float = 0.0
     bn_mode: str = "joint"  # joint | separate (see module docstring)
+    # Weight of the domain loss for BOTH the classifier and (times lambda) the features.
+    # 1 = the deep DANN of the paper; the shallow DANN of its Algorithm 1 (two moons)
+    # scales both by lambda, which is domain_weight = lambda with lambda_max = 1.
+    domain_weight: float = 1.0
     target_entropy: float = 0.0  # weight of mean prediction entropy on target (DANN+E); 0 = paper
 
 
@@ -66,7 +71,7 @@ class DANN(Algorithm):
         task = self.task_loss(self.task_head(f_s), source["label"])
         lam = self.adaptation_factor(progress)
         domain, domain_acc = self.domain_loss(f_s, f_t, lam)
-        total = task + domain
+        total = task + self.cfg.domain_weight * domain
         out = {"task": task, "domain": domain, "domain_acc": domain_acc,
                "lambda": torch.tensor(lam)}
         if self.cfg.target_entropy > 0:

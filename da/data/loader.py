@@ -55,9 +55,11 @@ class EndlessLoader:
     def _start(self) -> None:
         sampler = EpochBatchSampler(len(self.dataset), self.batch_size, self.seed, self.shuffle,
                                     self.epoch, self.taken)
+        # A private generator: DataLoader draws a base seed when an iterator starts, and
+        # drawing it from the global RNG would shift dropout after a resume.
         loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=_passthrough,
-                            num_workers=self.num_workers,
-                            persistent_workers=self.num_workers > 0)
+                            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                            generator=torch.Generator().manual_seed(self.seed))
         self._per_epoch = sampler.batches_per_epoch()
         self._iter = iter(loader)
 

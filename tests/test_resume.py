@@ -1,0 +1,67 @@
+"""Stop a run mid-epoch (shuffling, augmentation and dropout on), re-run: identical logs."""
+
+import json
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from da.config import load_config
+from da.train import train
+from tests.conftest import moons_configs
+
+SETTINGS = ["train.steps=120", "train.eval_every=20", "train.checkpoint_every=40", "train.log_every=10",
+            "train.batch_size=32", "data.augment=true", "algorithm.disc_hidden=[8]",
+            "algorithm.disc_dropout=0.5", "algorithm.lambda_schedule=dann", "optim.schedule=dann"]
+
+
+def scalars(run_dir):
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_killed_run_resumes_exactly(tmp_path, moons_overrides):
+    def cfg(name):
+        return load_config(moons_configs(dann=True), moons_overrides + SETTINGS + [f"run_dir={tmp_path / name}"])
+
+    full = train(cfg("full"))
+    part_cfg = cfg("part")
+    # 300 source points / 32 = 9 batches per epoch: checkpoint at step 40 is mid-epoch;
+    # the "kill" after 70 steps loses steps 41-70 and an evaluation at step 60.
+    part = train(part_cfg, stop_after=70)
+    assert not (part / "done").exists()
+    assert json.loads((part / "results.jsonl").read_text().splitlines()[-1])["step"] == 60
+    part = train(part_cfg)  # the same command again
+    assert (part / "done").exists()
+
+    full_lines = (full / "results.jsonl").read_text().splitlines()
+    assert len(full_lines) == 6
+    assert (part / "results.jsonl").read_text().splitlines() == full_lines
+    a = torch.load(full / "checkpoints/last.pt", weights_only=False)["model"]
+    b = torch.load(part / "checkpoints/last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = scalars(full), scalars(part)
+    assert {"train/task", "train/domain", "train/domain_acc", "train/lambda", "train/lr",
+            "val/target_acc", "val/source_val_acc", "val/pad"} <= set(sa)
+    assert sa == sb
+
+
+def test_finished_run_is_not_retrained(tmp_path, moons_overrides, capsys):
+    cfg = load_config(moons_configs(dann=False), moons_overrides + ["train.steps=20", "train.eval_every=10",
+                                                                    f"run_dir={tmp_path / 'r'}"])
+    run = train(cfg)
+    before = (run / "results.jsonl").read_text()
+    train(cfg)
+    assert "already done" in capsys.readouterr().out
+    assert (run / "results.jsonl").read_text() == before
+
+
+def test_changed_config_in_same_folder_is_refused(tmp_path, moons_overrides):
+    import pytest
+
+    from da.config import ConfigError
+
+    base = moons_overrides + ["train.steps=10", f"run_dir={tmp_path / 'r'}"]
+    train(load_config(moons_configs(dann=False), base), stop_after=5)
+    with pytest.raises(ConfigError, match="different config"):
+        train(load_config(moons_configs(dann=False), base + ["optim.lr=0.3"]))
