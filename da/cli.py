@@ -35,7 +35,8 @@ def cmd_config(args) -> int:
 def cmd_reproduce(args) -> int:
     from da.reproduce import command_line, reproduce
 
-    reproduce(args.table, args.profile, args.seeds, Path(args.out), Path(args.runs), command_line())
+    reproduce(args.table, args.profile, args.seeds, Path(args.out), Path(args.runs), command_line(),
+              args.rows)
     return 0
 
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the profile's seeds")
     p.add_argument("--out", default="experiments/results", help="where TABLE.PROFILE.md/.json go")
     p.add_argument("--runs", default="runs", help="root of the run folders")
+    p.add_argument("--rows", nargs="+", default=None, help="only rows matching these patterns (fnmatch)")
     p.set_defaults(fn=cmd_reproduce)
 
     p = sub.add_parser("evaluate", help="evaluate a run folder's checkpoint")

@@ -42,7 +42,7 @@ def moons_boundaries(result: dict, path: Path) -> Path:
         src = run.data.source_train.all()
         tgt = run.data.target_test.all()
         pts = torch.cat([src["x"], tgt["x"]])
-        lo, hi = pts.min(0).values - 0.3, pts.max(0).values + 0.3
+        lo, hi = (pts.min(0).values - 0.3).tolist(), (pts.max(0).values + 0.3).tolist()
         gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
         grid = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
         with torch.no_grad():

@@ -187,8 +187,15 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
 
 def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = None,
               out_dir: Path = Path("experiments/results"), runs_root: Path = Path("runs"),
-              command: str | None = None) -> dict:
+              command: str | None = None, rows: list[str] | None = None) -> dict:
+    """rows: fnmatch patterns; only matching rows run (e.g. to split a table over processes)."""
     table = load_table(name)
+    if rows:
+        from fnmatch import fnmatch
+
+        table.rows = [r for r in table.rows if any(fnmatch(r.name, p) for p in rows)]
+        if not table.rows:
+            raise ConfigError(f"{table.path}: no row matches {rows}")
     if profile not in table.profiles:
         raise ConfigError(f"{table.path}: no profile '{profile}'; profiles: {', '.join(table.profiles)}")
     prof = table.profiles.get(profile) or {}

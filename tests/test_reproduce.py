@@ -1,0 +1,95 @@
+"""`da reproduce` and `da train` in-process on a tiny table."""
+
+import json
+
+import pytest
+
+from da.cli import main
+from tests.conftest import REPO
+
+TABLE = """
+description: tiny moons table for tests
+configs: [{repo}/experiments/configs/moons.yaml]
+primary_metric: target_acc
+metrics: [target_acc, source_val_acc, pad, target_acc_at_best_source_val]
+seeds: [0, 1]
+rows:
+  - name: source_only
+    role: source_only
+  - name: dann
+    role: adapted
+    configs: [{repo}/experiments/configs/moons_dann.yaml]
+    grid: {{algorithm.lambda_max: [1.0, 6.0]}}
+  - name: train_on_target
+    role: oracle
+    overrides: [data.target_labeled=true]
+profiles:
+  quick:
+    overrides: [train.steps=40, train.eval_every=20, train.log_every=10, train.embedding_samples=10,
+                train.progress_bar=false, data.root={data}]
+figure: moons_boundaries
+"""
+
+
+@pytest.fixture
+def table(tmp_path, data_root):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TABLE.format(repo=REPO, data=data_root))
+    return path
+
+
+def test_reproduce_writes_tables_and_resumes(table, tmp_path, capsys):
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    args = ["reproduce", str(table), "--profile", "quick", "--out", str(out), "--runs", str(runs)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| source_only | source_only |" in printed and "gap closed" in printed
+    result = json.loads((out / "tiny.quick.json").read_text())
+    assert {"table", "profile", "command", "git_commit", "machine", "primary_metric", "rows"} <= set(result)
+    names = [r["name"] for r in result["rows"]]
+    assert names == ["source_only", "dann[lambda_max=1.0]", "dann[lambda_max=6.0]", "train_on_target"]
+    for row in result["rows"]:
+        acc = row["metrics"]["target_acc"]
+        assert len(acc["values"]) == 2 and 0.0 <= acc["mean"] <= 1.0
+        assert {"name", "algorithm", "seeds", "metrics"} <= set(row)
+    so, dann, oracle = (result["rows"][i]["metrics"]["target_acc"]["mean"] for i in (0, 1, 3))
+    assert result["rows"][1]["gap_closed"] == pytest.approx((dann - so) / (oracle - so))
+    assert (out / "tiny.quick.md").read_text().startswith("# tiny (quick profile)")
+    assert (out / "tiny.quick.png").stat().st_size > 10_000
+    # every run is finished; a second call trains nothing and gives the same numbers
+    done = sorted(runs.rglob("done"))
+    assert len(done) == 8
+    stamps = [p.stat().st_mtime_ns for p in done]
+    assert main(args) == 0
+    assert "already done" in capsys.readouterr().out
+    assert [p.stat().st_mtime_ns for p in done] == stamps
+    assert json.loads((out / "tiny.quick.json").read_text())["rows"] == result["rows"]
+    # the provenance of a run is recorded
+    run = runs / "tables/tiny/quick/source_only/seed0"
+    prov = json.loads((run / "provenance.json").read_text())
+    assert {"git", "packages", "machine", "seeds"} <= set(prov) and prov["seeds"]["run"] == 0
+    assert (run / "config.yaml").read_text().count("target_labeled: false") == 1
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert (run / "checkpoints/best.pt").exists() and (run / "checkpoints/last.pt").exists()
+
+
+def test_unknown_table_key_and_profile(tmp_path, table, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(table.read_text().replace("primary_metric", "primary_metrik"))
+    assert main(["reproduce", str(bad), "--profile", "quick"]) == 2
+    assert "primary_metrik" in capsys.readouterr().err
+    assert main(["reproduce", str(table), "--profile", "huge"]) == 2
+    assert "no profile 'huge'" in capsys.readouterr().err
+
+
+def test_train_and_config_commands(tmp_path, data_root, capsys):
+    base = [str(REPO / "experiments/configs/moons.yaml"), f"data.root={data_root}", "train.steps=10",
+            "train.eval_every=10", "train.progress_bar=false", f"run_dir={tmp_path / 'r'}"]
+    assert main(["config", *base, "optim.lr=0.3"]) == 0
+    assert "lr: 0.3" in capsys.readouterr().out
+    assert main(["train", *base]) == 0
+    assert (tmp_path / "r" / "done").exists()
+    assert main(["evaluate", str(tmp_path / "r")]) == 0
+    assert '"target_acc"' in capsys.readouterr().out
+    assert main(["train", *base, "optim.lrr=1"]) == 2
+    assert "optim.lrr" in capsys.readouterr().err
