@@ -95,7 +95,7 @@ def _check_keys(raw: Any, schema: Any, prefix: str, where: str) -> None:
     if not isinstance(raw, DictConfig):
         return
     valid = [f.name for f in fields(schema)]
-    for key in raw.keys():
+    for key in raw:
         path = f"{prefix}{key}"
         if key not in valid:
             raise ConfigError(

@@ -55,13 +55,14 @@ def machine_summary() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
 
 
-def provenance(seed: int, device: torch.device) -> dict:
+def provenance(seed: int, data_seed: int | None, device: torch.device) -> dict:
     return {
         "git": git_state(),
         "packages": package_versions(),
         "machine": machine(device),
         "device": str(device),
-        "seeds": {"run": seed},
+        # run: model init, dropout, data order and augmentation; data: dataset generation
+        "seeds": {"run": seed, "data": data_seed},
         "command": " ".join(sys.argv),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -6,8 +6,9 @@ An entry pairs a builder with the dataclass that validates its own config sectio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -96,26 +96,37 @@ def iterate(dataset, batch_size: int):
         yield dataset.__getitems__([(i, 0) for i in range(start, min(start + batch_size, len(dataset)))])
 
 
+@dataclass
+class Predictions:
+    confusion: torch.Tensor  # (K, K), rows = true class
+    features: np.ndarray  # pooled features (one vector per sample) of the first samples
+    labels: np.ndarray  # per-sample labels of those samples (-1 where dense)
+    dense: bool  # per-pixel / per-point task
+
+
 @torch.no_grad()
-def predict_and_features(algorithm: Algorithm, dataset, device: torch.device, batch_size: int = 512,
-                         max_features: int = 2000):
+def predict_split(algorithm: Algorithm, dataset, device: torch.device, batch_size: int = 512,
+                  max_features: int = 2000) -> Predictions:
     """Confusion matrix over a labeled split, plus pooled features of its first samples."""
     was_training = algorithm.training
     algorithm.eval()
-    cm, feats = None, []
+    cm, feats, labels, dense = None, [], [], False
     n_feats = 0
     for batch in iterate(dataset, batch_size):
         batch = to_device(batch, device)
         f = algorithm.features(batch)
         logits = algorithm.task_head(f)
+        dense = logits.dim() > 2
         part = confusion_matrix(logits.argmax(1), batch["label"], logits.shape[1])
         cm = part if cm is None else cm + part
         if n_feats < max_features:
+            take = max_features - n_feats
             pooled = f.flatten(2).mean(-1) if f.dim() > 2 else f  # one vector per sample
-            feats.append(pooled[: max_features - n_feats].float().cpu())
+            feats.append(pooled[:take].float().cpu())
+            labels.append(torch.full((len(feats[-1]),), -1) if dense else batch["label"][:take].cpu())
             n_feats += len(feats[-1])
     algorithm.train(was_training)
-    return cm, torch.cat(feats).numpy()
+    return Predictions(cm, torch.cat(feats).numpy(), torch.cat(labels).numpy(), dense)
 
 
 def evaluate(run: Run, step: int) -> dict[str, float]:
@@ -123,11 +134,12 @@ def evaluate(run: Run, step: int) -> dict[str, float]:
     out: dict[str, float] = {"step": step}
     feats = {}
     for prefix, dataset in (("target", run.data.target_test), ("source_val", run.data.source_val)):
-        cm, feats[prefix] = predict_and_features(run.algorithm, dataset, run.device)
-        out[f"{prefix}_acc"] = accuracy(cm)
-        if cm.shape[0] > 0 and run.data.input_key != "x" and run.data.input_key != "image":
-            out[f"{prefix}_miou"] = mean_iou(cm)
-            for k, v in enumerate(per_class_iou(cm)):
+        pred = predict_split(run.algorithm, dataset, run.device)
+        feats[prefix] = pred.features
+        out[f"{prefix}_acc"] = accuracy(pred.confusion)
+        if pred.dense:  # segmentation: mIoU and per-class IoU too
+            out[f"{prefix}_miou"] = mean_iou(pred.confusion)
+            for k, v in enumerate(per_class_iou(pred.confusion)):
                 out[f"{prefix}_iou_{k}"] = v
     out["pad"] = proxy_a_distance(feats["source_val"], feats["target"], seed=run.cfg.seed)
     return out
@@ -184,7 +196,7 @@ class Trainer:
             state = self._restore(run, source, target, checkpoint.load(last, self.device))
             print(f"resuming from {last} at step {state['step']}", flush=True)
         else:
-            prov = provenance(cfg.seed, self.device)
+            prov = provenance(cfg.seed, getattr(cfg.data, "data_seed", None), self.device)
             (run_dir / "provenance.json").write_text(json.dumps(prov, indent=2))
 
         log = RunLogger(run_dir, state["step"])
@@ -307,10 +319,10 @@ class Trainer:
     def _embeddings(self, run: Run, log: RunLogger, n: int) -> None:
         feats, domains, labels = [], [], []
         for name, dataset in (("source", run.data.source_val), ("target", run.data.target_test)):
-            _, f = predict_and_features(run.algorithm, dataset, self.device, max_features=n)
-            feats.append(f)
-            domains += [name] * len(f)
-            labels += dataset.all()["label"][: len(f)].tolist() if hasattr(dataset, "all") else [-1] * len(f)
+            pred = predict_split(run.algorithm, dataset, self.device, max_features=n)
+            feats.append(pred.features)
+            domains += [name] * len(pred.features)
+            labels += pred.labels.tolist()
         log.embedding(np.concatenate(feats), domains, labels, self.cfg.train.steps)
 
 

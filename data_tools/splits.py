@@ -39,7 +39,7 @@ def write_dataset(out_dir: str | Path, arrays: dict[str, np.ndarray], manifest: 
         else:  # inputs and labels in separate files: unlabeled means unlabeled
             np.savez(tmp / f"{split}.npz", x=x)
             np.savez(tmp / f"{split}_labels.npz", y=y)
-    counts = {s: int(len(arrays[f"{s}/x"])) for s in SPLITS}
+    counts = {s: len(arrays[f"{s}/x"]) for s in SPLITS}
     (tmp / "manifest.json").write_text(json.dumps({**manifest, "counts": counts}, indent=2))
     if out_dir.exists():
         shutil.rmtree(out_dir)

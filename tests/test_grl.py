@@ -4,7 +4,14 @@ import pytest
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from da.grl import GradientReversal, dann_lambda, dann_lr_factor, grad_reverse, LR_SCHEDULES, LAMBDA_SCHEDULES
+from da.grl import (
+    LAMBDA_SCHEDULES,
+    LR_SCHEDULES,
+    GradientReversal,
+    dann_lambda,
+    dann_lr_factor,
+    grad_reverse,
+)
 
 
 def test_forward_is_identity():

@@ -7,7 +7,7 @@ it would have drawn next: the loader's state is just (epoch, batches taken).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -63,7 +63,7 @@ class EndlessLoader:
         self._per_epoch = sampler.batches_per_epoch()
         self._iter = iter(loader)
 
-    def __iter__(self) -> "EndlessLoader":
+    def __iter__(self) -> EndlessLoader:
         return self
 
     def __next__(self) -> dict[str, torch.Tensor]:
