@@ -7,8 +7,7 @@ from da.logging import read_results
 from da.train import train
 from tests.conftest import moons_configs
 
-SHORT = ["train.steps=2000", "train.eval_every=2000", "train.checkpoint_every=2000",
-         "train.embedding_samples=0"]
+SHORT = ["train.eval_every=2000", "train.checkpoint_every=2000", "train.embedding_samples=0"]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
