@@ -10,6 +10,7 @@ A table YAML (experiments/tables/NAME.yaml):
     rows:
       - name: dann
         role: adapted            # source_only | adapted | oracle (for the share of gap closed)
+        baseline: source_only_bn # optional: the row this one's gap is measured from
         configs: [experiments/configs/extra.yaml]
         overrides: [algorithm.lambda_max=0.3]
         grid: {algorithm.lambda_max: [0.1, 0.3]}   # optional: a sweep, one row per combination
@@ -41,7 +42,7 @@ from da.provenance import git_state, machine_summary
 from da.train import train
 
 TABLE_KEYS = {"description", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles", "figure"}
-ROW_KEYS = {"name", "role", "configs", "overrides", "grid"}
+ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline"}
 PROFILE_KEYS = {"overrides", "seeds"}
 ROLES = {"source_only", "adapted", "oracle", None}
 # Derived from results.jsonl: target accuracy at the evaluation with the best source-val
@@ -55,6 +56,7 @@ class Row:
     role: str | None = None
     configs: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    baseline: str | None = None  # source-only row for the gap closed (default: role source_only)
 
 
 @dataclass
@@ -79,7 +81,8 @@ def _check(keys, valid: set, where: str) -> None:
 
 def expand_grid(row: dict, where: str) -> list[Row]:
     """A row with `grid` becomes one row per combination of the listed values."""
-    base = Row(row["name"], row.get("role"), list(row.get("configs", [])), list(row.get("overrides", [])))
+    base = Row(row["name"], row.get("role"), list(row.get("configs", [])), list(row.get("overrides", [])),
+               row.get("baseline"))
     if base.role not in ROLES:
         raise ConfigError(f"{where}: row '{base.name}' has role '{base.role}'; valid: source_only, adapted, oracle")
     grid = row.get("grid") or {}
@@ -90,7 +93,7 @@ def expand_grid(row: dict, where: str) -> list[Row]:
     for values in itertools.product(*(grid[k] for k in keys)):
         pairs = [f"{k}={v}" for k, v in zip(keys, values)]
         label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
-        rows.append(Row(f"{base.name}[{label}]", base.role, base.configs, base.overrides + pairs))
+        rows.append(Row(f"{base.name}[{label}]", base.role, base.configs, base.overrides + pairs, base.baseline))
     return rows
 
 
@@ -148,15 +151,27 @@ def summarise(values: list[float]) -> dict:
 
 
 def gap_closed(rows: list[dict], primary: str) -> None:
-    """Adds `gap_closed` = (adapted - source_only) / (oracle - source_only) to adapted rows."""
-    by_role = {r["role"]: r for r in rows if r["role"] in ("source_only", "oracle")}
-    if {"source_only", "oracle"} - set(by_role):
+    """Adds `gap_closed` = (adapted - source_only) / (oracle - source_only) to adapted rows.
+
+    The source-only value is the row's own `baseline` row if it names one (a like-for-like
+    network), else the table's source_only-role row.
+    """
+    by_name = {r["name"]: r for r in rows}
+    default = next((r for r in rows if r["role"] == "source_only"), None)
+    oracle = next((r for r in rows if r["role"] == "oracle"), None)
+    if oracle is None:
         return
-    lo = by_role["source_only"]["metrics"][primary]["mean"]
-    hi = by_role["oracle"]["metrics"][primary]["mean"]
+    hi = oracle["metrics"][primary]["mean"]
     for r in rows:
-        if r["role"] == "adapted" and hi != lo:
+        if r["role"] != "adapted":
+            continue
+        base = by_name.get(r.get("baseline")) if r.get("baseline") else default
+        if base is None:
+            raise ConfigError(f"row {r['name']}: baseline row '{r.get('baseline')}' not in the table")
+        lo = base["metrics"][primary]["mean"]
+        if hi != lo:
             r["gap_closed"] = (r["metrics"][primary]["mean"] - lo) / (hi - lo)
+            r["gap_baseline"] = base["name"]
 
 
 def to_markdown(result: dict, metrics: list[str]) -> str:
@@ -178,7 +193,10 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
             s = r["metrics"][m]
             cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}")
         if has_gap:
-            cells.append(f"{100 * r['gap_closed']:.0f}%" if "gap_closed" in r else "")
+            gap = f"{100 * r['gap_closed']:.0f}%" if "gap_closed" in r else ""
+            if gap and r.get("baseline"):
+                gap += f" (vs {r['baseline']})"
+            cells.append(gap)
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"`{BEST_SOURCE_VAL}`: target accuracy of best.pt, the checkpoint with the best "
               "source-validation accuracy (no target label is used to select it).", ""]
@@ -213,7 +231,8 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
                     raise ConfigError(f"{table.path}: metric '{m}' not logged; logged: {sorted(final)}")
                 values[m].append(final[m])
         algorithm = configs[(row.name, seeds[0])].algorithm.name
-        rows.append({"name": row.name, "algorithm": algorithm, "role": row.role, "seeds": seeds,
+        rows.append({"name": row.name, "algorithm": algorithm, "role": row.role, "baseline": row.baseline,
+                     "seeds": seeds,
                      "run_dirs": [str(run_dir(runs_root, table, profile, row, s)) for s in seeds],
                      "metrics": {m: summarise(v) for m, v in values.items()}})
     gap_closed(rows, table.primary_metric)

@@ -23,6 +23,13 @@ rows:
   - name: train_on_target
     role: oracle
     overrides: [data.target_labeled=true]
+  - name: source_only_lr0.1
+    overrides: [optim.lr=0.1]
+  - name: dann_lr0.1
+    role: adapted
+    baseline: source_only_lr0.1
+    configs: [{repo}/experiments/configs/moons_dann.yaml]
+    overrides: [optim.lr=0.1]
 profiles:
   quick:
     overrides: [train.steps=40, train.eval_every=20, train.log_every=10, train.embedding_samples=10,
@@ -47,18 +54,22 @@ def test_reproduce_writes_tables_and_resumes(table, tmp_path, capsys):
     result = json.loads((out / "tiny.quick.json").read_text())
     assert {"table", "profile", "command", "git_commit", "machine", "primary_metric", "rows"} <= set(result)
     names = [r["name"] for r in result["rows"]]
-    assert names == ["source_only", "dann[lambda_max=1.0]", "dann[lambda_max=6.0]", "train_on_target"]
+    assert names == ["source_only", "dann[lambda_max=1.0]", "dann[lambda_max=6.0]", "train_on_target",
+                     "source_only_lr0.1", "dann_lr0.1"]
     for row in result["rows"]:
         acc = row["metrics"]["target_acc"]
         assert len(acc["values"]) == 2 and 0.0 <= acc["mean"] <= 1.0
         assert {"name", "algorithm", "seeds", "metrics"} <= set(row)
     so, dann, oracle = (result["rows"][i]["metrics"]["target_acc"]["mean"] for i in (0, 1, 3))
     assert result["rows"][1]["gap_closed"] == pytest.approx((dann - so) / (oracle - so))
+    so_b, dann_b = (result["rows"][i]["metrics"]["target_acc"]["mean"] for i in (4, 5))
+    assert result["rows"][5]["gap_closed"] == pytest.approx((dann_b - so_b) / (oracle - so_b))
+    assert "gap_closed" not in result["rows"][4]
     assert (out / "tiny.quick.md").read_text().startswith("# tiny (quick profile)")
     assert (out / "tiny.quick.png").stat().st_size > 10_000
     # every run is finished; a second call trains nothing and gives the same numbers
     done = sorted(runs.rglob("done"))
-    assert len(done) == 8
+    assert len(done) == 12
     stamps = [p.stat().st_mtime_ns for p in done]
     assert main(args) == 0
     assert "already done" in capsys.readouterr().out
