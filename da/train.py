@@ -176,10 +176,10 @@ class Trainer:
         killed process would (used by the resume tests).
         """
         cfg, run_dir = self.cfg, self.run_dir
+        check_run_dir(run_dir, cfg)  # before the done check: a stale finished run is not reused
         if (run_dir / "done").exists():
             print(f"{run_dir}: already done")
             return run_dir
-        check_run_dir(run_dir, cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
         text = to_yaml(cfg)
         print(f"run folder: {run_dir}\n{text}", flush=True)

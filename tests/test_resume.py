@@ -65,3 +65,8 @@ def test_changed_config_in_same_folder_is_refused(tmp_path, moons_overrides):
     train(load_config(moons_configs(dann=False), base), stop_after=5)
     with pytest.raises(ConfigError, match="different config"):
         train(load_config(moons_configs(dann=False), base + ["optim.lr=0.3"]))
+    train(load_config(moons_configs(dann=False), base))  # finishes
+    with pytest.raises(ConfigError, match="different config"):  # even once done
+        train(load_config(moons_configs(dann=False), base + ["optim.lr=0.3"]))
+    # runtime-only keys may differ
+    train(load_config(moons_configs(dann=False), base + ["device=cpu", "train.progress_bar=true"]))
