@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def package_versions() -> dict:
 
 def machine(device: torch.device | None = None) -> dict:
     info = {"host": platform.node(), "platform": platform.platform(), "processor": platform.machine(),
-            "cpu_count": torch.get_num_threads()}
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     if device is not None and device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -50,8 +51,6 @@ def machine(device: torch.device | None = None) -> dict:
 
 def machine_summary() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    import os
-
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
 
 
