@@ -112,6 +112,10 @@ def load_table(name_or_path: str) -> Table:
         rows.extend(expand_grid(row, where))
     if not rows:
         raise ConfigError(f"{where}: a table needs at least one row")
+    names = {r.name for r in rows}
+    for r in rows:
+        if r.baseline and r.baseline not in names:
+            raise ConfigError(f"{where}: row '{r.name}' has baseline '{r.baseline}', which is not a row")
     profiles = raw.get("profiles", {}) or {}
     for pname, prof in profiles.items():
         _check(prof or {}, PROFILE_KEYS, f"{where} profile {pname}")
@@ -165,13 +169,12 @@ def gap_closed(rows: list[dict], primary: str) -> None:
     for r in rows:
         if r["role"] != "adapted":
             continue
-        base = by_name.get(r.get("baseline")) if r.get("baseline") else default
-        if base is None:
-            raise ConfigError(f"row {r['name']}: baseline row '{r.get('baseline')}' not in the table")
+        base = by_name.get(r["baseline"]) if r.get("baseline") else default
+        if base is None:  # e.g. the baseline row was left out with --rows
+            continue
         lo = base["metrics"][primary]["mean"]
         if hi != lo:
             r["gap_closed"] = (r["metrics"][primary]["mean"] - lo) / (hi - lo)
-            r["gap_baseline"] = base["name"]
 
 
 def to_markdown(result: dict, metrics: list[str]) -> str:
@@ -205,15 +208,15 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
 
 def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = None,
               out_dir: Path = Path("experiments/results"), runs_root: Path = Path("runs"),
-              command: str | None = None, rows: list[str] | None = None) -> dict:
-    """rows: fnmatch patterns; only matching rows run (e.g. to split a table over processes)."""
+              command: str | None = None, only_rows: list[str] | None = None) -> dict:
+    """only_rows: fnmatch patterns; only matching rows run (e.g. to split a table over processes)."""
     table = load_table(name)
-    if rows:
+    if only_rows:
         from fnmatch import fnmatch
 
-        table.rows = [r for r in table.rows if any(fnmatch(r.name, p) for p in rows)]
+        table.rows = [r for r in table.rows if any(fnmatch(r.name, p) for p in only_rows)]
         if not table.rows:
-            raise ConfigError(f"{table.path}: no row matches {rows}")
+            raise ConfigError(f"{table.path}: no row matches {only_rows}")
     if profile not in table.profiles:
         raise ConfigError(f"{table.path}: no profile '{profile}'; profiles: {', '.join(table.profiles)}")
     prof = table.profiles.get(profile) or {}

@@ -91,6 +91,9 @@ def test_unknown_table_key_and_profile(tmp_path, table, capsys):
     assert "primary_metrik" in capsys.readouterr().err
     assert main(["reproduce", str(table), "--profile", "huge"]) == 2
     assert "no profile 'huge'" in capsys.readouterr().err
+    bad.write_text(table.read_text().replace("baseline: source_only_lr0.1", "baseline: nope"))
+    assert main(["reproduce", str(bad), "--profile", "quick"]) == 2
+    assert "baseline 'nope', which is not a row" in capsys.readouterr().err
 
 
 def test_train_and_config_commands(tmp_path, data_root, capsys):
