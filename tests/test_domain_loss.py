@@ -17,7 +17,7 @@ def train_classifier(source: torch.Tensor, target: torch.Tensor, steps: int = 30
         opt.step()
     with torch.no_grad():
         _, acc = loss_fn(source, target, coeff=1.0)
-    return float(acc), float(loss)
+    return float(acc), float(loss.detach())
 
 
 def test_chance_on_identical_features():
