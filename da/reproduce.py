@@ -194,7 +194,8 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
         cells = [r["name"], r["algorithm"]]
         for m in metrics:
             s = r["metrics"][m]
-            cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}")
+            # one seed has no spread: print the value alone rather than a fake "± 0"
+            cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if len(s["values"]) > 1 else f"{s['mean']:.4f}")
         if has_gap:
             gap = f"{100 * r['gap_closed']:.0f}%" if "gap_closed" in r else ""
             if gap and r.get("baseline"):
