@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from da.config import AlgorithmConfig
-from da.registry import Entry
+from da.registry import Entry, lookup
 
 ALGORITHMS: dict[str, Entry] = {}
 
@@ -51,8 +51,6 @@ class Algorithm(nn.Module):
 
 
 def build_algorithm(cfg: AlgorithmConfig, feature_extractor: nn.Module, task_head: nn.Module) -> Algorithm:
-    from da.registry import lookup
-
     return lookup(ALGORITHMS, cfg.name, "algorithm").build(feature_extractor, task_head, cfg)
 
 

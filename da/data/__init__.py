@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from da.config import DataConfig
 from da.data import transforms
-from da.registry import Entry, register
+from da.registry import Entry, lookup, register
 from data_tools.splits import read_manifest, read_split
 
 DATASETS: dict[str, Entry] = {}
@@ -100,8 +100,6 @@ def load_splits(folder: Path, target_labeled: bool, input_key: str, prepare: Cal
 
 
 def build_data(cfg: DataConfig) -> DomainData:
-    from da.registry import lookup
-
     return lookup(DATASETS, cfg.name, "dataset").build(cfg)
 
 
