@@ -2,6 +2,8 @@
 
     python -m data_tools snapshot CLOUD --out picture.png [--color label|rgb]
         [--view iso|top|front] [--width W --height H] [--point-size PX]
+    python -m data_tools cages --out data/bim --scenes 40 --seed 0 [--density 20000]
+        [--elements column beam ...]
 
 Bad input (missing or corrupt file, a cloud without the asked-for colours) prints
 ``error: <message>`` on stderr and exits with code 2.
@@ -27,6 +29,17 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cages(args: argparse.Namespace) -> int:
+    from data_tools.rebar.generate import generate_scenes
+
+    command = (f"python -m data_tools cages --out {args.out} --scenes {args.scenes} "
+               f"--seed {args.seed} --density {args.density:g}"
+               + (f" --elements {' '.join(args.elements)}" if args.elements else ""))
+    out = generate_scenes(args.out, args.scenes, args.seed, args.density, args.elements, command)
+    print(f"wrote {args.scenes} scenes to {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_tools",
                                      description="Make, convert and look at data.")
@@ -42,6 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=768)
     p.add_argument("--point-size", type=float, default=2.0, help="point size in pixels")
     p.set_defaults(fn=cmd_snapshot)
+
+    from data_tools.rebar.cages import ELEMENTS
+
+    p = sub.add_parser("cages", help="labelled synthetic clouds from parametric rebar cages")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to write (replaced)")
+    p.add_argument("--scenes", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--density", type=float, default=20000.0, help="points per square metre")
+    p.add_argument("--elements", nargs="+", choices=list(ELEMENTS), default=None,
+                   help="element types to draw from (default: all)")
+    p.set_defaults(fn=cmd_cages)
 
     args = parser.parse_args(argv)
     from data_tools.splits import DatasetFileError
