@@ -4,6 +4,8 @@
         [--view iso|top|front] [--width W --height H] [--point-size PX]
     python -m data_tools cages --out data/bim --scenes 40 --seed 0 [--density 20000]
         [--elements column beam ...]
+    python -m data_tools ifc MODEL.ifc --out cloud.ply [--density 20000] [--seed 0]
+        [--allow-no-rebar]
 
 Bad input (missing or corrupt file, a cloud without the asked-for colours) prints
 ``error: <message>`` on stderr and exits with code 2.
@@ -40,6 +42,24 @@ def cmd_cages(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ifc(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from data_tools.io import write_cloud
+    from data_tools.rebar.ifc import ifc_scene_to_mesh, read_ifc
+    from data_tools.rebar.sampling import sample_surface
+
+    scene = read_ifc(args.model, allow_no_rebar=args.allow_no_rebar)
+    cloud = sample_surface(ifc_scene_to_mesh(scene), args.density, np.random.default_rng(args.seed))
+    write_cloud(args.out, cloud)
+    counts = np.bincount(cloud.labels, minlength=3)
+    p = scene.params
+    print(f"wrote {args.out} ({len(cloud)} points; labels 0/1/2: {counts[0]}/{counts[1]}/{counts[2]}; "
+          f"{p['swept_bars']} swept + {p['meshed_bars']} meshed bars, "
+          f"{p['context_objects']} background objects)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_tools",
                                      description="Make, convert and look at data.")
@@ -66,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--elements", nargs="+", choices=list(ELEMENTS), default=None,
                    help="element types to draw from (default: all)")
     p.set_defaults(fn=cmd_cages)
+
+    p = sub.add_parser("ifc", help="labelled cloud sampled from an IFC model (Revit export)")
+    p.add_argument("model", type=Path, help="IFC file: IfcReinforcingBar -> main/tie, rest background")
+    p.add_argument("--out", type=Path, required=True, help="cloud to write: .ply .pcd .las .laz .npz ...")
+    p.add_argument("--density", type=float, default=20000.0, help="points per square metre")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-no-rebar", action="store_true",
+                   help="accept a model without IfcReinforcingBar (all points background)")
+    p.set_defaults(fn=cmd_ifc)
 
     args = parser.parse_args(argv)
     from data_tools.splits import DatasetFileError
