@@ -10,7 +10,7 @@ import pytest
 from data_tools.__main__ import main
 from data_tools.io import read_cloud
 from data_tools.rebar.cages import ELEMENTS, make_scene
-from data_tools.rebar.generate import generate_scenes, load_mesh
+from data_tools.rebar.generate import draw_scene, generate_scenes, load_mesh
 from data_tools.rebar.geometry import helix, polyline_length, rect_tie, tube_mesh
 from data_tools.rebar.mesh import scene_to_mesh, to_open3d
 from data_tools.rebar.model import Bar, Scene
@@ -102,7 +102,8 @@ def test_generate_writes_readable_reproducible_scenes(tmp_path):
     out = generate_scenes(tmp_path / "a", 2, seed=4, density=800.0, elements=["column", "slab"],
                           progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [e["element"] for e in manifest["scene_list"]] == [e["element"] for e in manifest["scene_list"]]
+    drawn = [draw_scene(4, i, ["column", "slab"]) for i in range(2)]
+    assert [(e["element"], e["scene_seed"]) for e in manifest["scene_list"]] == drawn
     for entry in manifest["scene_list"]:
         cloud = read_cloud(out / entry["file"])
         assert len(cloud) == entry["points"] > 1000
@@ -115,7 +116,7 @@ def test_generate_writes_readable_reproducible_scenes(tmp_path):
                             progress=False)
     other = generate_scenes(tmp_path / "c", 2, seed=5, density=800.0, elements=["column", "slab"],
                             progress=False)
-    for name in ("scene_0000.ply", "scene_0001.ply"):
+    for name in ("scene_0000.ply", "scene_0001.ply", "scene_0000_mesh.npz", "manifest.json"):
         assert (out / name).read_bytes() == (again / name).read_bytes()
         assert (out / name).read_bytes() != (other / name).read_bytes()
     assert not list(tmp_path.glob(".*tmp*"))  # temporary folder renamed away

@@ -19,9 +19,11 @@ and renamed at the end: a crash never leaves a half-written dataset under the re
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +90,22 @@ def _write_scene(folder: Path, i: int, seed: int, density: float, elements: list
 def _save_mesh(path: Path, mesh: LabeledMesh, scene: Scene) -> None:
     kinds = [b.kind for b in scene.bars] + [s.kind for s in scene.context]
     roles = [b.role for b in scene.bars] + ["background"] * len(scene.context)
-    np.savez_compressed(path, vertices=mesh.vertices, triangles=mesh.triangles, labels=mesh.labels,
+    _savez_reproducible(path, vertices=mesh.vertices, triangles=mesh.triangles, labels=mesh.labels,
                         object_ids=mesh.object_ids, material_ids=mesh.material_ids,
                         material_names=np.array(mesh.material_names), object_kinds=np.array(kinds),
                         object_roles=np.array(roles))
+
+
+def _savez_reproducible(path: Path, **arrays: np.ndarray) -> None:
+    """Like np.savez_compressed, but with fixed zip timestamps, so the same arguments
+    give byte-identical files (np.savez stamps each member with the current time)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())
 
 
 def load_mesh(path: str | Path) -> LabeledMesh:
