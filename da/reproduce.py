@@ -148,6 +148,15 @@ def run_metrics(path: Path) -> dict[str, float]:
     return last
 
 
+def run_commit(path: Path) -> str:
+    """The code version a run was trained with (from its provenance), not today's."""
+    try:
+        git = json.loads((path / "provenance.json").read_text())["git"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return "unknown"
+    return git["commit"][:12] + ("-dirty" if git.get("dirty") else "")
+
+
 def summarise(values: list[float]) -> dict:
     arr = np.asarray(values, dtype=float)
     std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
@@ -181,7 +190,9 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
     lines = [f"# {result['table']} ({result['profile']} profile)", "",
              result.get("description", "").strip(), "",
              f"Command: `{result['command']}`  ",
-             f"Commit: `{result['git_commit']}`  ",
+             f"Commit: `{result['git_commit']}` (table written); runs trained at: "
+             + ", ".join(f"`{c}`" for c in sorted({c for r in result["rows"] for c in r["run_commits"]}))
+             + "  ",
              f"Machine: {result['machine']}  ",
              f"Seeds: {result['seeds']}; numbers are mean ± std (sample std) over seeds, "
              "taken at the LAST checkpoint.", ""]
@@ -226,9 +237,11 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
     rows = []
     for row in table.rows:
         values: dict[str, list[float]] = {m: [] for m in table.metrics}
+        commits = set()
         for seed in seeds:
             cfg = configs[(row.name, seed)]
             path = train(cfg)
+            commits.add(run_commit(path))
             final = run_metrics(path)
             for m in table.metrics:
                 if m not in final:
@@ -238,6 +251,7 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         rows.append({"name": row.name, "algorithm": algorithm, "role": row.role, "baseline": row.baseline,
                      "seeds": seeds,
                      "run_dirs": [str(run_dir(runs_root, table, profile, row, s)) for s in seeds],
+                     "run_commits": sorted(commits),
                      "metrics": {m: summarise(v) for m, v in values.items()}})
     gap_closed(rows, table.primary_metric)
     git = git_state()
