@@ -20,7 +20,7 @@ def random_shift(images: torch.Tensor, g: torch.Generator, max_shift: int) -> to
 
 
 def colour_jitter(images: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
-    """Per-image random gain and offset per channel, and random channel inversion."""
+    """Per-image random gain and offset per channel (grey source digits get colour casts)."""
     b, c = images.shape[:2]
     gain = 1.0 + strength * (2 * torch.rand(b, c, 1, 1, generator=g) - 1)
     offset = strength * (2 * torch.rand(b, c, 1, 1, generator=g) - 1)
