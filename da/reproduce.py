@@ -182,7 +182,7 @@ def gap_closed(rows: list[dict], primary: str) -> None:
         if base is None:  # e.g. the baseline row was left out with --rows
             continue
         lo = base["metrics"][primary]["mean"]
-        if hi != lo:
+        if hi > lo:  # otherwise there is no gap to close (e.g. an undertrained oracle)
             r["gap_closed"] = (r["metrics"][primary]["mean"] - lo) / (hi - lo)
 
 
