@@ -132,7 +132,19 @@ def resolve(raw: DictConfig, where: str = "config") -> Config:
 
 
 def validate(cfg: Config, where: str = "config") -> None:
+    """Value checks, so a bad value fails before any run folder is written.
+
+    A section dataclass may define `validate()` raising ValueError for its own values.
+    """
     from da.grl import LR_SCHEDULES
+
+    for section in ("data", "model", "algorithm"):
+        check = getattr(getattr(cfg, section), "validate", None)
+        if check is not None:
+            try:
+                check()
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {section}: {exc}") from None
 
     if cfg.optim.name not in ("sgd", "adam"):
         raise ConfigError(f"{where}: optim.name must be sgd or adam, got '{cfg.optim.name}'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,10 @@ class RunLogger:
         """Drop evaluations a killed run made after its last checkpoint (they are redone)."""
         if not self.results_path.exists():
             return
-        keep = [line for line in self.results_path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
-        self.results_path.write_text("".join(line + "\n" for line in keep))
+        keep = [r for r in read_results(self.run_dir) if r["step"] <= step]
+        tmp = self.results_path.with_name(".results.jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, self.results_path)  # a kill mid-rewrite keeps the old file
 
     def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
         for key, value in values.items():
@@ -51,7 +53,17 @@ class RunLogger:
 
 
 def read_results(run_dir: Path) -> list[dict]:
+    """Evaluations of a run; a torn last line (killed mid-write) is dropped, other bad lines raise."""
     path = Path(run_dir) / "results.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}: line {i + 1} is not JSON") from None
+    return out

@@ -26,8 +26,7 @@ def git_state(repo: Path | None = None) -> dict:
     try:
         commit = git("rev-parse", "HEAD")
         # Result tables are rewritten by the runs themselves: they don't make the code dirty.
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                         ":(exclude)experiments/results"))
+        dirty = bool(git("status", "--porcelain", "--", ".", ":(exclude)experiments/results"))
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", False
     return {"commit": commit or "unknown", "dirty": dirty}

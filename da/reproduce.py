@@ -143,7 +143,8 @@ def run_metrics(path: Path) -> dict[str, float]:
     if not results:
         raise RuntimeError(f"{path}: no evaluations in results.jsonl")
     last = dict(results[-1])
-    best = max(results, key=lambda r: (r["source_val_acc"], r["step"]))
+    # best.pt keeps the EARLIEST evaluation among ties (the trainer saves on strict gains)
+    best = max(results, key=lambda r: (r["source_val_acc"], -r["step"]))
     last[BEST_SOURCE_VAL] = best["target_acc"]
     return last
 
@@ -263,11 +264,13 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         "rows": rows,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"{table.name}.{profile}"
+    # A subset (--rows, or other seeds than the profile's) must not overwrite the full table.
+    subset = bool(only_rows) or seeds != list(prof.get("seeds", table.seeds))
+    stem = out_dir / f"{table.name}.{profile}{'.subset' if subset else ''}"
     if table.figure:
         from da.figures import make_figure
 
-        fig = make_figure(table.figure, result, out_dir / f"{table.name}.{profile}.png")
+        fig = make_figure(table.figure, result, Path(f"{stem}.png"))
         result["figure"] = fig.name
     Path(f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = to_markdown(result, table.metrics)

@@ -10,6 +10,7 @@ Python floats only when logged.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -180,12 +181,11 @@ class Trainer:
         if (run_dir / "done").exists():
             print(f"{run_dir}: already done")
             return run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
         text = to_yaml(cfg)
         print(f"run folder: {run_dir}\n{text}", flush=True)
+        run = build_run(cfg, self.device)  # before config.yaml: a config that cannot build leaves no folder
+        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(text)
-
-        run = build_run(cfg, self.device)
         source = EndlessLoader(run.data.source_train, cfg.train.batch_size, cfg.seed, True,
                                cfg.train.num_workers)
         target = (EndlessLoader(run.data.target_train, cfg.train.batch_size, cfg.seed + 7919, True,
@@ -193,9 +193,17 @@ class Trainer:
         state = {"step": 0, "best_source_val": -1.0, "sums": {}, "count": 0}
         last = run_dir / "checkpoints" / "last.pt"
         if last.exists():
-            state = self._restore(run, source, target, checkpoint.load(last, self.device))
+            # Loaded on the CPU: RNG states must stay CPU byte tensors; load_state_dict moves
+            # model and optimiser state to the parameters' device.
+            state = self._restore(run, source, target, checkpoint.load(last, "cpu"))
             print(f"resuming from {last} at step {state['step']}", flush=True)
-        else:
+        else:  # a fresh start: drop what a run killed before its first checkpoint logged
+            for leftover in ("tb", "results.jsonl", "checkpoints/best.pt"):
+                path = run_dir / leftover
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
             prov = provenance(cfg.seed, getattr(cfg.data, "data_seed", None), self.device)
             (run_dir / "provenance.json").write_text(json.dumps(prov, indent=2))
 
@@ -256,6 +264,7 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in means.items() if k != "lambda"})
                 sums, count = {}, 0
             if done_steps % cfg.train.eval_every == 0 or done_steps == steps:
+                self._check_finite(nonfinite, done_steps, last)  # never evaluate a NaN model
                 self._evaluate(run, done_steps, log, state)
             if done_steps % cfg.train.checkpoint_every == 0 or done_steps == steps:
                 self._check_finite(nonfinite, done_steps, last)
@@ -304,7 +313,9 @@ class Trainer:
         if target is not None:
             target.load_state_dict(ckpt["target_loader"])
         checkpoint.set_rng_state(ckpt["rng"])
-        return {k: ckpt[k] for k in ("step", "best_source_val", "sums", "count")}
+        state = {k: ckpt[k] for k in ("step", "best_source_val", "count")}
+        state["sums"] = {k: v.to(self.device) for k, v in ckpt["sums"].items()}
+        return state
 
     def _finish(self, run: Run, log: RunLogger) -> None:
         results = read_results(self.run_dir)

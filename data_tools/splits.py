@@ -41,7 +41,12 @@ def write_dataset(out_dir: str | Path, arrays: dict[str, np.ndarray], manifest: 
             np.savez(tmp / f"{split}_labels.npz", y=y)
     counts = {s: len(arrays[f"{s}/x"]) for s in SPLITS}
     (tmp / "manifest.json").write_text(json.dumps({**manifest, "counts": counts}, indent=2))
-    if out_dir.exists():
+    if (out_dir / "manifest.json").exists():
+        # Another process finished the same build first: keep its folder (it may be
+        # reading it) and drop ours.
+        shutil.rmtree(tmp)
+        return out_dir
+    if out_dir.exists():  # a folder without manifest is a leftover, never a finished build
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return out_dir

@@ -6,8 +6,11 @@ from da.domain_loss import DomainAdversarialLoss, feature_rows
 from da.models.domain import DomainClassifier
 
 
-def train_classifier(source: torch.Tensor, target: torch.Tensor, steps: int = 300) -> float:
+def train_classifier(draw, steps: int = 300) -> tuple[float, float]:
+    """Train on one draw of (source, target) features, measure on a fresh draw."""
     torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    source, target = draw(g)
     loss_fn = DomainAdversarialLoss(DomainClassifier(source.shape[1], [32]))
     opt = torch.optim.Adam(loss_fn.parameters(), lr=1e-2)
     for _ in range(steps):
@@ -16,23 +19,28 @@ def train_classifier(source: torch.Tensor, target: torch.Tensor, steps: int = 30
         loss.backward()
         opt.step()
     with torch.no_grad():
-        _, acc = loss_fn(source, target, coeff=1.0)
-    return float(acc), float(loss.detach())
+        loss, acc = loss_fn(*draw(g), coeff=1.0)
+    return float(acc), float(loss)
 
 
-def test_chance_on_identical_features():
-    feats = torch.randn(256, 8)
-    acc, loss = train_classifier(feats, feats.clone())
-    assert abs(acc - 0.5) < 0.02
-    assert abs(loss - 0.6931) < 0.01  # ln 2: nothing to learn
+def same_distribution(g):
+    return torch.randn(2000, 8, generator=g), torch.randn(2000, 8, generator=g)
+
+
+def shifted(g):
+    shift = torch.tensor([4.0] + [0.0] * 7)  # Bayes accuracy Phi(2) = 0.977
+    return torch.randn(2000, 8, generator=g), torch.randn(2000, 8, generator=g) + shift
+
+
+def test_chance_on_features_from_one_distribution():
+    acc, loss = train_classifier(same_distribution)
+    assert abs(acc - 0.5) < 0.04  # held-out draws: what it memorised does not carry over
+    assert loss > 0.68  # ~ln 2 = 0.693: nothing general to learn
 
 
 def test_separable_features_exceed_95_percent():
-    g = torch.Generator().manual_seed(1)
-    source = torch.randn(256, 8, generator=g)
-    target = torch.randn(256, 8, generator=g) + torch.tensor([2.0] + [0.0] * 7)
-    acc, _ = train_classifier(source, target)
-    assert acc > 0.95
+    acc, loss = train_classifier(shifted)
+    assert acc > 0.95 and loss < 0.2
 
 
 def test_dense_features_flatten_to_rows():

@@ -75,6 +75,19 @@ def test_reproduce_writes_tables_and_resumes(table, tmp_path, capsys):
     assert "already done" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in done] == stamps
     assert json.loads((out / "tiny.quick.json").read_text())["rows"] == result["rows"]
+    # the best.pt column reports the checkpoint the trainer actually kept
+    import torch
+
+    for row in result["rows"]:
+        kept = [torch.load(f"{d}/checkpoints/best.pt", weights_only=False)["metrics"]["target_acc"]
+                for d in row["run_dirs"]]
+        assert row["metrics"]["target_acc_at_best_source_val"]["values"] == kept
+    # a subset of rows writes its own files and leaves the full table alone
+    full_md = (out / "tiny.quick.md").read_text()
+    assert main([*args, "--rows", "dann*"]) == 0
+    assert (out / "tiny.quick.md").read_text() == full_md
+    subset = json.loads((out / "tiny.quick.subset.json").read_text())
+    assert [r["name"] for r in subset["rows"]] == ["dann[lambda_max=1.0]", "dann[lambda_max=6.0]", "dann_lr0.1"]
     # the provenance of a run is recorded
     run = runs / "tables/tiny/quick/source_only/seed0"
     prov = json.loads((run / "provenance.json").read_text())

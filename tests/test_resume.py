@@ -70,3 +70,27 @@ def test_changed_config_in_same_folder_is_refused(tmp_path, moons_overrides):
         train(load_config(moons_configs(dann=False), base + ["optim.lr=0.3"]))
     # runtime-only keys may differ
     train(load_config(moons_configs(dann=False), base + ["device=cpu", "train.progress_bar=true"]))
+
+
+def test_run_killed_before_its_first_checkpoint_starts_clean(tmp_path, moons_overrides):
+    def cfg(name):
+        return load_config(moons_configs(dann=True), moons_overrides + SETTINGS + [f"run_dir={tmp_path / name}"])
+
+    full = train(cfg("full"))
+    part_cfg = cfg("part")
+    train(part_cfg, stop_after=30)  # evaluated at step 20, no checkpoint yet (first at 40)
+    assert not (tmp_path / "part/checkpoints/last.pt").exists()
+    part = train(part_cfg)
+    assert (part / "results.jsonl").read_text() == (full / "results.jsonl").read_text()
+    assert scalars(part) == scalars(full)  # the killed attempt's events are gone
+
+
+def test_bad_value_fails_before_any_folder_is_written(tmp_path, moons_overrides):
+    import pytest
+
+    from da.config import ConfigError
+
+    run = tmp_path / "r"
+    with pytest.raises(ConfigError, match="bn_mode must be joint or separate"):
+        train(load_config(moons_configs(dann=True), moons_overrides + ["algorithm.bn_mode=foo", f"run_dir={run}"]))
+    assert not run.exists()

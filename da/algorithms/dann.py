@@ -44,6 +44,13 @@ class DannConfig(AlgorithmConfig):
     domain_weight: float = 1.0
     target_entropy: float = 0.0  # weight of mean prediction entropy on target (DANN+E); 0 = paper
 
+    def validate(self) -> None:
+        if self.lambda_schedule not in LAMBDA_SCHEDULES:
+            raise ValueError(f"lambda_schedule must be one of {sorted(LAMBDA_SCHEDULES)}, "
+                             f"got '{self.lambda_schedule}'")
+        if self.bn_mode not in ("joint", "separate"):
+            raise ValueError(f"bn_mode must be joint or separate, got '{self.bn_mode}'")
+
 
 @register(ALGORITHMS, "dann", DannConfig)
 class DANN(Algorithm):
@@ -51,10 +58,7 @@ class DANN(Algorithm):
 
     def __init__(self, feature_extractor, task_head, cfg: DannConfig):
         super().__init__(feature_extractor, task_head, cfg)
-        if cfg.lambda_schedule not in LAMBDA_SCHEDULES:
-            raise ValueError(f"algorithm.lambda_schedule must be one of {sorted(LAMBDA_SCHEDULES)}")
-        if cfg.bn_mode not in ("joint", "separate"):
-            raise ValueError(f"algorithm.bn_mode must be joint or separate, got '{cfg.bn_mode}'")
+        cfg.validate()
         classifier = DomainClassifier(feature_extractor.num_features, list(cfg.disc_hidden),
                                       cfg.disc_dropout)
         self.domain_loss = DomainAdversarialLoss(classifier)

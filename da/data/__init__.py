@@ -162,7 +162,7 @@ def build_digits(cfg: DigitsConfig) -> DomainData:
 
     def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if cfg.max_shift > 0:
-            x = transforms.random_shift(x, g, cfg.max_shift)
+            x = transforms.random_shift(x, g, cfg.max_shift, fill=-1.0)  # black in [-1, 1]
         if cfg.colour_jitter > 0:
             x = transforms.colour_jitter(x, g, cfg.colour_jitter)
         return x

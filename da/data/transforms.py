@@ -11,10 +11,12 @@ def jitter(x: torch.Tensor, g: torch.Generator, std: float) -> torch.Tensor:
     return x + std * torch.randn(x.shape, generator=g, dtype=x.dtype)
 
 
-def random_shift(images: torch.Tensor, g: torch.Generator, max_shift: int) -> torch.Tensor:
-    """Translate each image by up to max_shift pixels (zero padding), as MNIST nets usually are."""
+def random_shift(images: torch.Tensor, g: torch.Generator, max_shift: int,
+                 fill: float = 0.0) -> torch.Tensor:
+    """Translate each image by up to max_shift pixels, padding with `fill` (the background
+    value in the images' own normalisation), as MNIST nets usually are."""
     b, _, h, w = images.shape
-    padded = F.pad(images, (max_shift,) * 4)
+    padded = F.pad(images, (max_shift,) * 4, value=fill)
     offsets = torch.randint(0, 2 * max_shift + 1, (b, 2), generator=g)
     return torch.stack([padded[i, :, r : r + h, c : c + w] for i, (r, c) in enumerate(offsets.tolist())])
 

@@ -20,14 +20,16 @@ class MLPConfig(ModelConfig):
     hidden: list[int] = field(default_factory=lambda: [15])
     activation: str = "sigmoid"  # the paper's shallow DANN uses sigmoid units
 
+    def validate(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got '{self.activation}'")
+        if not self.hidden:
+            raise ValueError("hidden needs at least one layer: the features live there")
+
 
 class MLPFeatures(nn.Module):
     def __init__(self, in_features: int, hidden: list[int], activation: str, input_key: str):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"model.activation must be one of {sorted(ACTIVATIONS)}, got '{activation}'")
-        if not hidden:
-            raise ValueError("model.hidden needs at least one layer: the features live there")
         layers: list[nn.Module] = []
         for h in hidden:
             layers += [nn.Linear(in_features, h), ACTIVATIONS[activation]()]
@@ -45,5 +47,6 @@ def build_mlp(cfg: MLPConfig, data) -> ModelParts:
     in_features = 1
     for s in data.input_shape:
         in_features *= s
+    cfg.validate()
     features = MLPFeatures(in_features, list(cfg.hidden), cfg.activation, data.input_key)
     return ModelParts(features, nn.Linear(features.num_features, data.num_classes))
