@@ -6,6 +6,9 @@
         [--elements column beam ...]
     python -m data_tools ifc MODEL.ifc --out cloud.ply [--density 20000] [--seed 0]
         [--allow-no-rebar]
+    python -m data_tools rebar3d --out data/rebar3d --scenes 40 --mode mvs|fast
+        --preset typical --seed 0 [--density 20000] [--image-size W H] [--views N]
+        [--elements column beam ...] [--similarity]
 
 Bad input (missing or corrupt file, a cloud without the asked-for colours) prints
 ``error: <message>`` on stderr and exits with code 2.
@@ -14,6 +17,7 @@ Bad input (missing or corrupt file, a cloud without the asked-for colours) print
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -60,6 +64,26 @@ def cmd_ifc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebar3d(args: argparse.Namespace) -> int:
+    from data_tools.target_dataset import build_rebar3d
+
+    command = (f"python -m data_tools rebar3d --out {args.out} --scenes {args.scenes} "
+               f"--mode {args.mode} --preset {args.preset} --seed {args.seed} "
+               f"--density {args.density:g}"
+               + (f" --image-size {args.image_size[0]} {args.image_size[1]}" if args.image_size else "")
+               + (f" --views {args.views}" if args.views else "")
+               + (f" --elements {' '.join(args.elements)}" if args.elements else "")
+               + (" --similarity" if args.similarity else ""))
+    out = build_rebar3d(args.out, args.scenes, args.mode, args.preset, args.seed, args.density,
+                        args.elements, args.similarity, progress=not args.no_progress,
+                        image_size=tuple(args.image_size) if args.image_size else None,
+                        n_views=args.views, command=command)
+    manifest = json.loads((out / "manifest.json").read_text())
+    sizes = ", ".join(f"{k} {v}" for k, v in manifest["split_sizes"].items())
+    print(f"wrote {args.scenes} scenes ({sizes}) to {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_tools",
                                      description="Make, convert and look at data.")
@@ -95,6 +119,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-no-rebar", action="store_true",
                    help="accept a model without IfcReinforcingBar (all points background)")
     p.set_defaults(fn=cmd_ifc)
+
+    p = sub.add_parser("rebar3d", help="split 3D dataset: labelled source clouds, reconstructed target clouds")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to write (replaced)")
+    p.add_argument("--scenes", type=int, default=40, help="scenes over all splits (>= 4)")
+    p.add_argument("--mode", default="fast", help="target reconstruction: mvs (stereo matcher) or fast (artefact model)")
+    p.add_argument("--preset", default="typical", help="capture/reconstruction preset: mild, typical, harsh")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--density", type=float, default=20000.0, help="source points per square metre")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="render at W x H (same field of view) instead of the preset's 960 x 720")
+    p.add_argument("--views", type=int, default=None, help="camera positions (default: the preset's)")
+    p.add_argument("--elements", nargs="+", choices=list(ELEMENTS), default=None,
+                   help="element types to draw from (default: all)")
+    p.add_argument("--similarity", action="store_true",
+                   help="give each target cloud a random similarity transform (recorded in the manifest)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_rebar3d)
 
     args = parser.parse_args(argv)
     from data_tools.splits import DatasetFileError

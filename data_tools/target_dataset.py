@@ -1,0 +1,261 @@
+"""The split 3D dataset the rebar experiment reads: ``python -m data_tools rebar3d``.
+
+Labelled synthetic source clouds sampled from parametric cages, and unlabelled target
+clouds reconstructed from the same kind of cages photographed virtually - by the real
+dense matcher (``mode="mvs"``, ``data_tools.photogrammetry``) or by the parametric
+artefact model (``mode="fast"``, ``data_tools.artefact_model``).
+
+Folder layout::
+
+    source_train/scene_0000.ply        labelled cloud (xyz, normals, rgb, int label)
+    source_val/scene_0000.ply          same, other cages
+    target_train/scene_0000.ply        reconstructed cloud: xyz + rgb, NO label property
+    target_test/scene_0000.ply         reconstructed cloud: xyz + rgb, NO label property
+    target_test/scene_0000_labels.npy  (N,) uint8 ground truth in {0, 1, 2, 255}
+    manifest.json                      command, parameters, split sizes, per scene:
+                                       element, scene seed, points, label counts
+                                       (labelled splits only), similarity, seconds
+
+Split rule (``split_sizes``; ``scenes >= 4``, every split gets at least one scene)::
+
+    source_val   = max(1, round(0.1 * scenes))
+    target_train = max(1, round(0.2 * scenes))
+    target_test  = max(1, round(0.2 * scenes))
+    source_train = the rest (about 50 %)
+
+e.g. 40 scenes -> 20 / 4 / 8 / 8, 4 scenes -> 1 / 1 / 1 / 1.
+
+Seeds: scene i of split s is drawn from ``numpy.random.default_rng([seed, s, i])``
+(s = its position in ``SPLITS``): an element and a scene seed. A scene seed already used
+by an earlier scene of any split is drawn again, so no cage appears in two splits (the
+seed is the cage: same seed, same cage). The source cloud is sampled with
+``default_rng([scene_seed, 1])`` (as ``data_tools.cages``), the target capture and
+reconstruction with ``default_rng([scene_seed, 2])``. Same arguments, byte-identical
+.ply and .npy files; only the manifest's timings differ.
+
+Target clouds: the scene's mesh plus a 50 m site ground (``render.extend_ground``, so
+photos show ground to the horizon) is captured round the element's bounds with the
+reconstruction preset's camera ring; the cloud is cropped to the element's bounds +
+``CROP_MARGIN`` m. target_test labels are ``label_by_nearest_surface`` (the nearest
+source triangle's label, 255 beyond ``label_distance``), computed before any similarity
+transform. With ``similarity=True`` each target cloud gets a random similarity transform
+(SfM has no absolute scale or frame) recorded in the manifest (x' = scale R x + t), which
+the preparation step must undo. Labels for target_train are never computed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data_tools import render
+from data_tools.artefact_model import ARTEFACT_PRESETS, fast_reconstruct
+from data_tools.io import PointCloud, write_cloud
+from data_tools.photogrammetry import (
+    IGNORE,
+    RECONSTRUCTION_PRESETS,
+    Timings,
+    capture,
+    label_by_nearest_surface,
+    reconstruct_mvs,
+    similarity_transform,
+)
+from data_tools.rebar.cages import ELEMENTS, make_scene
+from data_tools.rebar.generate import _json_default
+from data_tools.rebar.mesh import scene_to_mesh
+from data_tools.rebar.model import ROLE_LABEL
+from data_tools.rebar.sampling import sample_surface
+
+__all__ = ["CROP_MARGIN", "MODES", "SPLITS", "build_rebar3d", "draw_split_scenes", "split_sizes",
+           "target_cloud"]
+
+SPLITS = ("source_train", "source_val", "target_train", "target_test")
+MODES = ("mvs", "fast")
+CROP_MARGIN = 0.3  # m round the element's bounds kept in target clouds
+MIN_SCENES = 4
+
+
+def split_sizes(scenes: int) -> dict[str, int]:
+    """Scenes per split (see the module docstring); needs scenes >= 4."""
+    if scenes < MIN_SCENES:
+        raise ValueError(f"need scenes >= {MIN_SCENES} (one per split), got {scenes}")
+
+    def share(f: float) -> int:
+        return max(1, int(math.floor(f * scenes + 0.5)))
+
+    sizes = {"source_val": share(0.1), "target_train": share(0.2), "target_test": share(0.2)}
+    return {"source_train": scenes - sum(sizes.values()), **sizes}
+
+
+def draw_split_scenes(seed: int, sizes: dict[str, int],
+                      elements: list[str]) -> dict[str, list[tuple[str, int]]]:
+    """(element, scene seed) of every scene of every split; scene seeds are all distinct."""
+    used: set[int] = set()
+    out: dict[str, list[tuple[str, int]]] = {}
+    for s, split in enumerate(SPLITS):
+        out[split] = []
+        for i in range(sizes.get(split, 0)):
+            rng = np.random.default_rng([seed, s, i])
+            element = elements[int(rng.integers(len(elements)))]
+            scene_seed = int(rng.integers(2**31))
+            while scene_seed in used:  # astronomically rare; keeps splits disjoint for sure
+                scene_seed = int(rng.integers(2**31))
+            used.add(scene_seed)
+            out[split].append((element, scene_seed))
+    return out
+
+
+def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed: int,
+                  density: float = 20000.0, elements: list[str] | None = None,
+                  similarity: bool = False, progress: bool = True,
+                  image_size: tuple[int, int] | None = None, n_views: int | None = None,
+                  appearance: str = "noon", label_distance: float = 0.02,
+                  command: str | None = None) -> Path:
+    """Write the split dataset into `out_dir` (replaced if it exists); returns the folder.
+
+    mode: "mvs" (rendered stereo pairs + StereoSGBM + fusion) or "fast" (artefact model).
+    preset: a key of RECONSTRUCTION_PRESETS / ARTEFACT_PRESETS (mild, typical, harsh).
+    density: source sampling density, points per m^2.
+    image_size (W, H): render at another resolution, same field of view (quick runs).
+    n_views: override the preset's number of camera positions (quick runs).
+    appearance: a key of ``render.PRESETS``; each scene's texture seed is its scene seed.
+    """
+    elements = list(elements or ELEMENTS)
+    unknown = [e for e in elements if e not in ELEMENTS]
+    if unknown:
+        raise ValueError(f"unknown elements {unknown}; choose from {', '.join(ELEMENTS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    if preset not in RECONSTRUCTION_PRESETS or preset not in ARTEFACT_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(RECONSTRUCTION_PRESETS)}")
+    if appearance not in render.PRESETS:
+        raise ValueError(f"unknown appearance {appearance!r}; choose from {', '.join(render.PRESETS)}")
+    if density <= 0 or label_distance <= 0:
+        raise ValueError(f"density and label_distance must be > 0, got {density}, {label_distance}")
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 16):
+        raise ValueError(f"image size must be two numbers >= 16 (W H), got {image_size}")
+    if n_views is not None and n_views < 2:
+        raise ValueError(f"need at least 2 views (the fusion needs two that agree), got {n_views}")
+    sizes = split_sizes(scenes)
+
+    recon = RECONSTRUCTION_PRESETS[preset]
+    if image_size is not None:
+        recon = recon.at_size(int(image_size[0]), int(image_size[1]))
+    if n_views is not None:
+        recon = replace(recon, n_views=int(n_views))
+    drawn = draw_split_scenes(seed, sizes, elements)
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    t_start = time.perf_counter()
+    try:
+        jobs = [(split, i, el, ss) for split in SPLITS for i, (el, ss) in enumerate(drawn[split])]
+        entries: dict[str, list[dict]] = {split: [] for split in SPLITS}
+        for split in SPLITS:
+            (tmp / split).mkdir()
+        bar = tqdm(jobs, desc=f"rebar3d {mode}", unit="scene", disable=not progress)
+        for split, i, element, scene_seed in bar:
+            bar.set_postfix_str(split)
+            folder = tmp / split
+            if split.startswith("source"):
+                entry = _source_scene(folder, i, element, scene_seed, density)
+            else:
+                entry = _target_scene(folder, i, element, scene_seed, mode, recon, preset,
+                                      appearance, similarity, label_distance,
+                                      with_labels=split == "target_test")
+            entries[split].append({"split": split, **entry})
+        manifest = {
+            "command": command, "seed": seed, "scenes": scenes, "mode": mode, "preset": preset,
+            "density": density, "elements": elements, "similarity": similarity,
+            "appearance": appearance, "label_distance": label_distance,
+            "crop_margin": CROP_MARGIN, "image_size": list(recon.image_size),
+            "n_views": recon.n_views, "split_sizes": sizes,
+            "labels": {**{v: k for k, v in ROLE_LABEL.items()}, IGNORE: "ignore"},
+            "reconstruction_preset": asdict(recon),
+            "artefact_params": asdict(ARTEFACT_PRESETS[preset]) if mode == "fast" else None,
+            "seconds": round(time.perf_counter() - t_start, 3),
+            "splits": entries,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _counts(labels: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(labels, return_counts=True)
+    return {str(int(v)): int(c) for v, c in zip(values, counts)}
+
+
+def _source_scene(folder: Path, i: int, element: str, scene_seed: int, density: float) -> dict:
+    t0 = time.perf_counter()
+    mesh = scene_to_mesh(make_scene(element, scene_seed))
+    cloud = sample_surface(mesh, density, np.random.default_rng([scene_seed, 1]))
+    name = f"scene_{i:04d}"
+    write_cloud(folder / f"{name}.ply", cloud)
+    return {"index": i, "file": f"{name}.ply", "element": element, "scene_seed": scene_seed,
+            "points": len(cloud), "label_counts": _counts(cloud.labels),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def target_cloud(element: str, scene_seed: int, mode: str, recon, preset: str,
+                 appearance: str = "noon", timings: Timings | None = None):
+    """One target scene, uncropped: (cloud without labels, site mesh, (lo, hi) bounds).
+
+    Shared by ``build_rebar3d`` and the benchmark; rng ``default_rng([scene_seed, 2])``.
+    """
+    scene = make_scene(element, scene_seed)
+    site = render.extend_ground(scene_to_mesh(scene))  # phone photos see ground to the horizon
+    lo, hi = (np.asarray(b, float) for b in scene.params["bounds"])
+    app = replace(render.PRESETS[appearance].appearance, texture_seed=scene_seed)
+    rng = np.random.default_rng([scene_seed, 2])
+    if mode == "mvs":
+        views, _truth = capture(site, recon, app, rng, bounds=(lo, hi))  # truth unused
+        cloud = reconstruct_mvs(views, recon, timings)
+    else:
+        cameras = render.camera_path(recon.camera_path(), lo, hi, rng)
+        cloud, _source_labels = fast_reconstruct(site, cameras, ARTEFACT_PRESETS[preset], rng, app)
+    return PointCloud(np.asarray(cloud.xyz, np.float32), cloud.rgb), site, (lo, hi)
+
+
+def _target_scene(folder: Path, i: int, element: str, scene_seed: int, mode: str, recon,
+                  preset: str, appearance: str, similarity: bool, label_distance: float,
+                  with_labels: bool) -> dict:
+    t0 = time.perf_counter()
+    timings = Timings()
+    cloud, site, (lo, hi) = target_cloud(element, scene_seed, mode, recon, preset, appearance,
+                                         timings)
+    keep = np.all((cloud.xyz >= lo - CROP_MARGIN) & (cloud.xyz <= hi + CROP_MARGIN), axis=1)
+    cloud = PointCloud(cloud.xyz[keep], None if cloud.rgb is None else cloud.rgb[keep])
+    name = f"scene_{i:04d}"
+    entry = {"index": i, "file": f"{name}.ply", "element": element, "scene_seed": scene_seed,
+             "points": len(cloud),
+             "bounds": [lo.tolist(), hi.tolist()]}
+    if with_labels:  # in the true frame, before any similarity transform
+        labels = label_by_nearest_surface(cloud, site, label_distance).astype(np.uint8)
+        np.save(folder / f"{name}_labels.npy", labels)
+        entry["labels_file"] = f"{name}_labels.npy"
+        entry["label_counts"] = _counts(labels)
+    if similarity:
+        cloud, sim = similarity_transform(cloud, np.random.default_rng([scene_seed, 3]))
+        entry["similarity"] = {"scale": sim.scale, "rotation": sim.rotation.tolist(),
+                               "translation": sim.translation.tolist()}
+    write_cloud(folder / f"{name}.ply", PointCloud(cloud.xyz, cloud.rgb, labels=None))
+    if mode == "mvs":
+        entry["matching_seconds"] = round(float(sum(timings.matching_s)), 3)
+        entry["fusion_seconds"] = round(timings.fusion_s, 3)
+    entry["seconds"] = round(time.perf_counter() - t0, 3)
+    return entry

@@ -1,0 +1,149 @@
+"""The split 3D dataset (data_tools.target_dataset, ``python -m data_tools rebar3d``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_tools.__main__ import main
+from data_tools.io import read_cloud
+from data_tools.target_dataset import SPLITS, build_rebar3d, split_sizes
+
+SMALL = (320, 240)  # fast mode at small images: a scene in well under a second
+
+
+def _ply_header(path: Path) -> str:
+    data = path.read_bytes()
+    return data[: data.index(b"end_header")].decode("ascii")
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix in (".ply", ".npy")}
+
+
+@pytest.fixture(scope="module")
+def fast_ds(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("r3d") / "fast"
+    return build_rebar3d(out, scenes=6, mode="fast", preset="typical", seed=3, density=5000,
+                         progress=False, image_size=SMALL, n_views=6)
+
+
+def test_split_sizes_rule():
+    assert split_sizes(4) == {"source_train": 1, "source_val": 1, "target_train": 1, "target_test": 1}
+    assert split_sizes(40) == {"source_train": 20, "source_val": 4, "target_train": 8, "target_test": 8}
+    for n in range(4, 60):
+        sizes = split_sizes(n)
+        assert sum(sizes.values()) == n and min(sizes.values()) >= 1
+    with pytest.raises(ValueError, match="scenes >= 4"):
+        split_sizes(3)
+
+
+def test_layout_manifest_and_labels(fast_ds):
+    manifest = json.loads((fast_ds / "manifest.json").read_text())
+    assert manifest["split_sizes"] == split_sizes(6)
+    assert manifest["mode"] == "fast" and manifest["preset"] == "typical"
+    for split in SPLITS:
+        plys = sorted((fast_ds / split).glob("*.ply"))
+        assert len(plys) == manifest["split_sizes"][split] == len(manifest["splits"][split])
+        for entry, ply in zip(manifest["splits"][split], plys):
+            assert entry["file"] == ply.name
+            cloud = read_cloud(ply)
+            assert len(cloud) == entry["points"] > 100
+            if split.startswith("source"):
+                assert cloud.labels is not None and "property int label" in _ply_header(ply)
+                assert set(np.unique(cloud.labels)) <= {0, 1, 2}
+                assert {str(k): int(c) for k, c in zip(*np.unique(cloud.labels, return_counts=True))} \
+                    == entry["label_counts"]
+            else:  # target files carry no labels at all
+                assert cloud.labels is None
+                assert "label" not in _ply_header(ply)
+                assert cloud.rgb is not None
+                lo, hi = (np.array(b) for b in entry["bounds"])  # cropped to bounds + margin
+                assert np.all(cloud.xyz >= lo - 0.3 - 1e-5) and np.all(cloud.xyz <= hi + 0.3 + 1e-5)
+    assert not list((fast_ds / "target_train").glob("*labels*"))
+    assert "label_counts" not in manifest["splits"]["target_train"][0]
+    for entry in manifest["splits"]["target_test"]:
+        labels = np.load(fast_ds / "target_test" / entry["labels_file"])
+        assert len(labels) == entry["points"]
+        assert set(np.unique(labels)) <= {0, 1, 2, 255}
+        assert np.isin(labels, (1, 2)).sum() > 50  # the cage's bars were reconstructed
+        assert sum(entry["label_counts"].values()) == len(labels)
+
+
+def test_splits_use_different_cages(fast_ds):
+    manifest = json.loads((fast_ds / "manifest.json").read_text())
+    seeds = [e["scene_seed"] for split in SPLITS for e in manifest["splits"][split]]
+    assert len(seeds) == 6 and len(set(seeds)) == len(seeds)
+
+
+def test_same_arguments_same_files_other_seed_other_files(fast_ds, tmp_path):
+    again = build_rebar3d(tmp_path / "again", scenes=6, mode="fast", preset="typical", seed=3,
+                          density=5000, progress=False, image_size=SMALL, n_views=6)
+    a, b = _files(fast_ds), _files(again)
+    assert len(a) == 7 and a.keys() == b.keys()
+    assert all(a[k] == b[k] for k in a)
+    other = _files(build_rebar3d(tmp_path / "other", scenes=6, mode="fast", preset="typical",
+                                 seed=4, density=5000, progress=False, image_size=SMALL, n_views=6))
+    assert all(a[k] != other[k] for k in a if k.endswith(".ply"))
+    assert not list(tmp_path.glob(".*tmp*"))  # the temp folder was renamed, none left over
+
+
+def test_similarity_is_recorded_and_invertible(fast_ds, tmp_path):
+    out = build_rebar3d(tmp_path / "sim", scenes=6, mode="fast", preset="typical", seed=3,
+                        density=5000, progress=False, image_size=SMALL, n_views=6, similarity=True)
+    entry = json.loads((out / "manifest.json").read_text())["splits"]["target_test"][0]
+    sim = entry["similarity"]
+    moved = read_cloud(out / "target_test" / entry["file"]).xyz.astype(np.float64)
+    plain = read_cloud(fast_ds / "target_test" / entry["file"]).xyz.astype(np.float64)
+    undone = ((moved - sim["translation"]) @ np.array(sim["rotation"])) / sim["scale"]
+    assert np.abs(moved - plain).max() > 0.1
+    assert np.abs(undone - plain).max() < 1e-3 * max(1.0, 1 / sim["scale"])
+    # labels are computed in the true frame: identical with and without the transform
+    assert (np.load(out / "target_test" / entry["labels_file"])
+            == np.load(fast_ds / "target_test" / entry["labels_file"])).all()
+
+
+def test_mvs_mode_small(tmp_path):
+    out = build_rebar3d(tmp_path / "mvs", scenes=4, mode="mvs", preset="typical", seed=0,
+                        density=2000, progress=False, image_size=(320, 240), n_views=3,
+                        elements=["slab"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    for split in ("target_train", "target_test"):
+        entry = manifest["splits"][split][0]
+        cloud = read_cloud(out / split / entry["file"])
+        assert cloud.labels is None and len(cloud) > 1000
+        assert entry["matching_seconds"] > 0
+    labels = np.load(out / "target_test" / "scene_0000_labels.npy")
+    assert len(labels) == len(read_cloud(out / "target_test" / "scene_0000.ply"))
+    assert (labels != 255).mean() > 0.5  # mostly on a surface: the matcher worked
+
+
+def test_cli_in_process(tmp_path, capsys):
+    out = tmp_path / "cli"
+    rc = main(["rebar3d", "--out", str(out), "--scenes", "4", "--mode", "fast", "--preset", "mild",
+               "--seed", "1", "--density", "3000", "--image-size", "96", "72", "--views", "4",
+               "--no-progress"])
+    assert rc == 0
+    assert "source_train 1, source_val 1, target_train 1, target_test 1" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["preset"] == "mild" and manifest["image_size"] == [96, 72]
+    assert manifest["command"].startswith("python -m data_tools rebar3d --out")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "extreme"], "unknown preset 'extreme'"),
+    (["--scenes", "3"], "scenes >= 4"),
+    (["--mode", "colmap"], "unknown mode 'colmap'"),
+    (["--views", "1"], "at least 2 views"),
+])
+def test_cli_bad_arguments(tmp_path, capsys, args, message):
+    out = tmp_path / "bad"
+    rc = main(["rebar3d", "--out", str(out), "--no-progress", *args])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err
+    assert not out.exists() and not list(tmp_path.glob(".*"))
