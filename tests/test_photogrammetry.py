@@ -21,7 +21,7 @@ from data_tools.photogrammetry import (
 )
 from data_tools.rebar.cages import make_scene
 from data_tools.rebar.geometry import box_mesh, tube_mesh
-from data_tools.rebar.mesh import LabeledMesh, scene_to_mesh
+from data_tools.rebar.mesh import LabeledMesh, merge_meshes, scene_to_mesh
 from data_tools.rebar.model import MATERIAL_NAMES
 from data_tools.render import Appearance, Camera, extend_ground, look_at
 
@@ -33,15 +33,6 @@ def _part(v, t, material: str, label: int, oid: int) -> LabeledMesh:
     return LabeledMesh(np.asarray(v, float), t, np.full(len(t), oid, np.int32),
                        np.full(len(t), label, np.int64),
                        np.full(len(t), MATERIAL_NAMES.index(material), np.int32))
-
-
-def _merge(*parts: LabeledMesh) -> LabeledMesh:
-    offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
-    return LabeledMesh(np.concatenate([p.vertices for p in parts]),
-                       np.concatenate([p.triangles + o for p, o in zip(parts, offsets)]),
-                       np.concatenate([p.object_ids for p in parts]),
-                       np.concatenate([p.labels for p in parts]),
-                       np.concatenate([p.material_ids for p in parts]))
 
 
 def _wall(y: float, half: float = 1.5, material: str = "concrete", oid: int = 0) -> LabeledMesh:
@@ -105,7 +96,7 @@ def test_box_faces_hidden_from_every_view_are_missing():
 
 
 def test_textureless_bar_is_mostly_missing_textured_bar_is_not():
-    mesh = _merge(_bar_x(), _wall(0.5, oid=0))
+    mesh = merge_meshes(_bar_x(), _wall(0.5, oid=0))
     region = ([-0.45, -0.2, 0.8], [0.45, 0.2, 1.2])
     out = {}
     for strength in (0.0, 1.0):
@@ -193,7 +184,7 @@ def test_pose_noise_reaches_the_given_cameras_only():
 
 
 def test_nearest_surface_labels_and_ignore():
-    mesh = _merge(_bar_x(0.01), _wall(0.5, oid=0))
+    mesh = merge_meshes(_bar_x(0.01), _wall(0.5, oid=0))
     pts = np.array([[0.0, -0.01, 1.0], [0.2, 0.0, 1.011], [0.0, 0.499, 0.3], [0.0, -0.5, 2.4],
                     [0.0, 0.2, 1.0]], np.float32)
     labels = label_by_nearest_surface(PointCloud(pts), mesh, max_distance=0.02)

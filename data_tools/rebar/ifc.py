@@ -54,7 +54,7 @@ from types import MappingProxyType
 import numpy as np
 
 from data_tools.io import PointCloud
-from data_tools.rebar.mesh import LabeledMesh, scene_to_mesh
+from data_tools.rebar.mesh import LabeledMesh, merge_meshes, scene_to_mesh
 from data_tools.rebar.model import MATERIAL_NAMES, MATERIALS, ROLE_LABEL, Bar, Scene, Solid
 from data_tools.splits import DatasetFileError
 
@@ -222,12 +222,7 @@ def ifc_scene_to_mesh(scene: Scene, sides: int = 12) -> LabeledMesh:
                                  np.full(t, index[mb.material], np.int32)))
     if not parts:
         raise ValueError("scene has no bars and no context: nothing to mesh")
-    offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
-    return LabeledMesh(np.concatenate([p.vertices for p in parts]),
-                       np.concatenate([p.triangles + o for p, o in zip(parts, offsets)]),
-                       np.concatenate([p.object_ids for p in parts]),
-                       np.concatenate([p.labels for p in parts]),
-                       np.concatenate([p.material_ids for p in parts]))
+    return merge_meshes(*parts)
 
 
 def ifc_to_cloud(path: str | Path, density: float = 20000.0, seed: int = 0, **read_kwargs) -> PointCloud:

@@ -38,6 +38,16 @@ class LabeledMesh:
         return 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
 
 
+def merge_meshes(*parts: LabeledMesh) -> LabeledMesh:
+    """One mesh from several (same material table); object ids are kept as they are."""
+    offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+    return LabeledMesh(np.concatenate([p.vertices for p in parts]),
+                       np.concatenate([p.triangles + o for p, o in zip(parts, offsets)]),
+                       np.concatenate([p.object_ids for p in parts]),
+                       np.concatenate([p.labels for p in parts]),
+                       np.concatenate([p.material_ids for p in parts]))
+
+
 def scene_to_mesh(scene: Scene, sides: int = 12) -> LabeledMesh:
     """Tubes for bars (`sides` per ring), the context solids as they are."""
     parts = [(*tube_mesh(b.polyline, b.radius, sides), ROLE_LABEL[b.role], b.material)
