@@ -8,11 +8,14 @@ cameras and intrinsics, match mvs: completeness per class (bg / main / tie), med
 (depth-noise proxy), thickening of main bars and ties, outlier fraction. Objective: sum
 over fit scenes and statistics of the squared relative error; each fast evaluation uses
 fixed rng seeds, so the objective is deterministic. Optimiser (derivative-free, bounded
-number of fast evaluations): a damped fixed-point iteration in which each parameter is
-rescaled by the ratio of its target statistic (mvs / fast), then - when --max-evals leaves
-more than 8 evaluations after it - Nelder-Mead polish in a transformed space (logit / log);
-the best point seen wins. The defaults (10 fixed-point evaluations, no polish) fit the
-~20 min budget of a 2-core machine; raise --max-evals for a polish.
+number of fast evaluations): the integer `pixel_stride` is selected first - each candidate
+stride (--strides, per preset) gets --screen-iters fixed-point evaluations from the preset's
+start, the stride of the best loss continues - then a damped fixed-point iteration (each
+parameter rescaled by the geometric mean over fit scenes of mvs / fast for its statistic,
+raised to a damping < 1; a step that raises the loss is retried with half the damping),
+then - when --max-evals leaves more than 8 evaluations - Nelder-Mead polish in a
+transformed space (logit / log); the best point seen wins. Repeated points are memoised.
+--render-only --status-note FILE re-renders the report from the json with a status note.
 Then the fitted presets are validated on HELD-OUT scenes (other elements / seeds) and the
 table of both modes side by side goes to experiments/results/fast_calibration.{md,json}.
 
@@ -57,6 +60,8 @@ STATS = ("comp_bg", "comp_main", "comp_tie", "median_err_mm", "thick_main_mm", "
          "outliers")
 FITTED = ("keep_background", "keep_main", "keep_tie", "disparity_noise_px", "thicken_m",
           "outlier_fraction", "width50_px")  # width50_px: moved only once a keep hits 1
+REPORTED = (*FITTED, "pixel_stride")  # pixel_stride: integer, selected by screening
+DEFAULT_STRIDES = {"mild": [2, 3], "typical": [2, 3], "harsh": [1, 2, 3]}
 TOL = 0.20  # the issue's acceptance band: |fast - mvs| / mvs <= 20%
 FAST_SEED = 12345  # rng of every fast evaluation (per scene: FAST_SEED + index)
 
@@ -162,47 +167,104 @@ def with_vector(p: ArtefactParams, x: dict) -> ArtefactParams:
     return replace(p, **x)
 
 
-def fit(preset_name: str, scenes: list[Scene], targets: list[dict], max_evals: int,
-        fixed_point_iters: int) -> tuple[ArtefactParams, dict]:
-    p0 = base_params(preset_name)
-    history: list[tuple[float, dict, list[dict]]] = []
+def scene_ratio(targets: list[dict], rows: list[dict], key: str) -> float:
+    """Geometric mean over scenes of mvs / fast for one statistic: the multiplicative step
+    that minimises the squared LOG error, close to the objective's squared relative error
+    (the arithmetic mean of the scenes lets one large-valued scene pull the others off)."""
+    r = [math.log(m[key] / f[key]) for f, m in zip(rows, targets)
+         if np.isfinite(f[key]) and np.isfinite(m[key]) and f[key] > 0 and m[key] > 0]
+    return math.exp(float(np.mean(r))) if r else 1.0
 
-    def evaluate(x: dict) -> tuple[float, list[dict]]:
-        p = with_vector(p0, x)
+
+def fixed_point_step(x: dict, rows: list[dict], targets: list[dict], damp: float) -> dict:
+    """One damped fixed-point update: each parameter moves its own statistic towards mvs;
+    multiplicative steps are the scene-geometric-mean ratio raised to `damp` (< 1)."""
+    x = dict(x)
+    short = []
+    for k, s in (("keep_background", "comp_bg"), ("keep_main", "comp_main"),
+                 ("keep_tie", "comp_tie")):
+        want = x[k] * scene_ratio(targets, rows, s) ** damp
+        x[k] = float(np.clip(want, 0.02, 1.0))
+        if s != "comp_bg" and want > 1.0:
+            short.append(want)
+    if short:  # bars still too incomplete at keep = 1: lose fewer thin bars
+        x["width50_px"] = float(np.clip(x["width50_px"] / max(short) ** 2, 0.2, 10.0))
+    x["disparity_noise_px"] = float(np.clip(
+        x["disparity_noise_px"] * scene_ratio(targets, rows, "median_err_mm") ** damp,
+        0.01, 5.0))
+    dt = np.nanmean([m[s] - f[s] for f, m in zip(rows, targets)
+                     for s in ("thick_main_mm", "thick_tie_mm")])
+    if np.isfinite(dt):
+        x["thicken_m"] = float(np.clip(x["thicken_m"] + damp * 1e-3 * dt, -0.01, 0.03))
+    # outliers / inliers is ~ linear in the parameter: step on the odds
+    odds = [math.log((m["outliers"] / (1 - m["outliers"])) / (f["outliers"] / (1 - f["outliers"])))
+            for f, m in zip(rows, targets)
+            if 0 < f["outliers"] < 1 and 0 < m["outliers"] < 1]
+    if odds:
+        x["outlier_fraction"] = float(np.clip(
+            x["outlier_fraction"] * math.exp(damp * float(np.mean(odds))), 1e-4, 0.5))
+    return x
+
+
+def fit(preset_name: str, scenes: list[Scene], targets: list[dict], max_evals: int,
+        fixed_point_iters: int, strides: list[int], screen_iters: int = 2,
+        damp: float = 0.7) -> tuple[ArtefactParams, dict]:
+    """Stride screening, then damped fixed point at the best stride, then (if evaluations
+    are left) Nelder-Mead polish. `pixel_stride` is an integer: each candidate stride gets
+    `screen_iters` fixed-point evaluations from the preset's start; the stride of the best
+    loss seen continues. The best point of all evaluations wins."""
+    p0 = base_params(preset_name)
+    history: list[tuple[float, dict, list[dict], int]] = []
+
+    memo: dict[tuple, tuple[float, list[dict]]] = {}
+
+    def evaluate(x: dict, stride: int) -> tuple[float, list[dict]]:
+        p = replace(with_vector(p0, x), pixel_stride=int(stride))
+        key = (int(stride), *(round(float(getattr(p, k)), 9) for k in FITTED))
+        if key in memo:  # the same point again (e.g. a clipped step): no new evaluation
+            return memo[key]
+        t0 = time.perf_counter()
         rows = [fast_stats(sc, p, i) for i, sc in enumerate(scenes)]
         loss = objective(rows, targets)
-        history.append((loss, {k: getattr(p, k) for k in FITTED}, rows))
+        history.append((loss, {k: getattr(p, k) for k in FITTED}, rows, int(stride)))
+        worst = ", ".join(f"{k} {100 * np.nanmean([rel(f[k], m[k]) for f, m in zip(rows, targets)]):+.0f}%"
+                          for k in STATS)
+        print(f"    eval {len(history)} (stride {stride}): loss {loss:.4f} "
+              f"({time.perf_counter() - t0:.0f} s; mean rel. diff {worst})", flush=True)
+        memo[key] = (loss, rows)
         return loss, rows
 
-    x = {k: getattr(p0, k) for k in FITTED}
-    tgt = mean_stats(targets)
-    # 1. damped fixed point: each parameter moves its own statistic towards mvs
-    for _ in range(min(fixed_point_iters, max_evals)):
-        loss, rows = evaluate(x)
-        cur = mean_stats(rows)
-        print(f"    fixed-point eval {len(history)}: loss {loss:.4f}", flush=True)
-        short = []
-        for k, s in (("keep_background", "comp_bg"), ("keep_main", "comp_main"),
-                     ("keep_tie", "comp_tie")):
-            if cur[s] > 0:
-                want = x[k] * tgt[s] / cur[s]
-                x[k] = float(np.clip(want, 0.02, 1.0))
-                if s != "comp_bg" and want > 1.0:
-                    short.append(want)
-        if short:  # bars still too incomplete at keep = 1: lose fewer thin bars
-            x["width50_px"] = float(np.clip(x["width50_px"] / max(short) ** 2, 0.2, 10.0))
-        if cur["median_err_mm"] > 0:  # noise is one of several contributions: damped
-            x["disparity_noise_px"] = float(np.clip(
-                x["disparity_noise_px"] * (tgt["median_err_mm"] / cur["median_err_mm"]) ** 1.5,
-                0.01, 5.0))
-        dt = np.nanmean([tgt[s] - cur[s] for s in ("thick_main_mm", "thick_tie_mm")])
-        x["thicken_m"] = float(np.clip(x["thicken_m"] + 0.8e-3 * dt, -0.01, 0.03))
-        o_t, o_c = tgt["outliers"], cur["outliers"]
-        if 0 < o_c < 1 and 0 < o_t < 1:  # outliers / inliers is ~ linear in the parameter
-            x["outlier_fraction"] = float(np.clip(
-                x["outlier_fraction"] * (o_t / (1 - o_t)) / (o_c / (1 - o_c)), 1e-4, 0.5))
-    # 2. Nelder-Mead polish from the best point so far, in a transformed space
-    best = min(history, key=lambda h: h[0])[1]
+    def fixed_point(x: dict, stride: int, n: int) -> None:
+        """Damped fixed point with backtracking: a step that raises the loss is retried
+        from the best point of this run with half the damping."""
+        d, best_l, best_x, best_rows = damp, math.inf, x, None
+        for _ in range(n):
+            if len(history) >= max_evals:
+                break
+            loss, rows = evaluate(x, stride)
+            if loss < best_l:
+                best_l, best_x, best_rows = loss, x, rows
+            else:
+                d *= 0.5
+            x = fixed_point_step(best_x, best_rows, targets, d)
+
+    x_start = {k: getattr(p0, k) for k in FITTED}
+    screen: dict[int, float] = {}
+    # 1. stride screening: a short fixed point from the start at every candidate stride
+    for st in strides:
+        n0 = len(history)
+        fixed_point(dict(x_start), st, screen_iters)
+        if len(history) > n0:
+            screen[st] = min(h[0] for h in history[n0:])
+    # 2. damped fixed point at the best stride, from its best point (the first repeated
+    # point comes from the memo, not a new evaluation)
+    best = min(history, key=lambda h: h[0])
+    stride = best[3]
+    fixed_point(best[1], stride, max(fixed_point_iters - screen_iters, 0) + 1)
+    # 3. Nelder-Mead polish from the best point so far, in a transformed space
+    best = min(history, key=lambda h: h[0])
+    stride = best[3]
+    bx = best[1]
     left = max_evals - len(history)
     if left > len(FITTED) + 2:
         def to_u(v: dict) -> np.ndarray:
@@ -214,18 +276,19 @@ def fit(preset_name: str, scenes: list[Scene], targets: list[dict], max_evals: i
         def from_u(u: np.ndarray) -> dict:
             keep = [1 / (1 + math.exp(-t)) for t in u[:3]]
             return dict(zip(FITTED, [*keep, math.exp(u[3]), u[4] / 1000, math.exp(u[5]),
-                                     best["width50_px"]]))
+                                     bx["width50_px"]]))
 
-        u0 = to_u(best)
+        u0 = to_u(bx)
         step = np.array([0.4, 0.4, 0.4, 0.15, 0.5, 0.15])
         simplex = np.vstack([u0] + [u0 + np.eye(len(u0))[i] * step[i] for i in range(len(u0))])
-        minimize(lambda u: evaluate(from_u(u))[0], u0, method="Nelder-Mead",
+        minimize(lambda u: evaluate(from_u(u), stride)[0], u0, method="Nelder-Mead",
                  options={"maxfev": left, "initial_simplex": simplex, "xatol": 1e-3,
                           "fatol": 1e-4})
         print(f"    Nelder-Mead: {len(history)} evaluations in all", flush=True)
-    loss, xb, rows = min(history, key=lambda h: h[0])
-    return with_vector(p0, xb), {"loss": loss, "evaluations": len(history),
-                                 "loss_start": history[0][0], "fit_rows": rows}
+    loss, xb, rows, stride = min(history, key=lambda h: h[0])
+    return (replace(with_vector(p0, xb), pixel_stride=stride),
+            {"loss": loss, "evaluations": len(history), "loss_start": history[0][0],
+             "stride_screen": {str(k): v for k, v in screen.items()}, "fit_rows": rows})
 
 
 # --------------------------------------------------------------------------- report
@@ -246,18 +309,41 @@ def main() -> None:
     ap.add_argument("--max-evals", type=int, default=10,
                     help="fast-model evaluations (each over all fit scenes) per preset")
     ap.add_argument("--fixed-point-iters", type=int, default=10)
+    ap.add_argument("--strides", nargs="+", default=None, metavar="PRESET=S1,S2",
+                    help="candidate pixel strides per preset (default mild=2,3 typical=2,3 "
+                         "harsh=1,2,3: stride 1 only where 2 leaves points >= ~9 mm apart)")
+    ap.add_argument("--screen-iters", type=int, default=2,
+                    help="fixed-point evaluations per candidate stride in the screening")
+    ap.add_argument("--status-note", default=None,
+                    help="text file whose content goes at the top of the report (adoption)")
+    ap.add_argument("--render-only", action="store_true",
+                    help="only re-render the markdown from the json (e.g. a new status note)")
     ap.add_argument("--cache", default="runs/calibration")
     ap.add_argument("--out", default="experiments/results")
     ap.add_argument("--mvs-only", action="store_true", help="only fill the mvs cache")
     args = ap.parse_args()
     size = tuple(args.image_size)
     cache, out = Path(args.cache), Path(args.out)
+    strides = {k: list(v) for k, v in DEFAULT_STRIDES.items()}
+    for spec in args.strides or []:
+        k, v = spec.split("=")
+        strides[k] = [int(t) for t in v.split(",")]
+    note = Path(args.status_note).read_text().strip() if args.status_note else None
+    if args.render_only:
+        rep_ = json.loads((out / "fast_calibration.json").read_text())
+        if note is not None:
+            rep_["status_note"] = note
+        (out / "fast_calibration.json").write_text(json.dumps(rep_, indent=1, default=float))
+        (out / "fast_calibration.md").write_text(markdown(rep_))
+        return
     t_start = time.perf_counter()
     report: dict = {"command": "python experiments/calibrate_fast.py " + " ".join(
                         ["--presets", *args.presets, "--image-size", *map(str, size),
                          "--fit-scenes", *args.fit_scenes, "--heldout-scenes",
                          *args.heldout_scenes, "--max-evals", str(args.max_evals),
-                         "--fixed-point-iters", str(args.fixed_point_iters)]),
+                         "--fixed-point-iters", str(args.fixed_point_iters),
+                         "--screen-iters", str(args.screen_iters), "--strides",
+                         *(f"{k}={','.join(map(str, strides[k]))}" for k in args.presets)]),
                     "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                                f"{os.cpu_count()} CPUs visible, OMP_NUM_THREADS="
                                f"{os.environ.get('OMP_NUM_THREADS', 'unset')}",
@@ -275,7 +361,8 @@ def main() -> None:
         if args.mvs_only:
             continue
         t0 = time.perf_counter()
-        params, info = fit(name, fit_sc, fit_mvs, args.max_evals, args.fixed_point_iters)
+        params, info = fit(name, fit_sc, fit_mvs, args.max_evals, args.fixed_point_iters,
+                           strides[name], args.screen_iters)
         t_fit = time.perf_counter() - t0
         held_fast = [fast_stats(sc, params, i) for i, sc in enumerate(held_sc)]
         held_unc = [fast_stats(sc, ARTEFACT_PRESETS[name], i) for i, sc in enumerate(held_sc)]
@@ -289,9 +376,9 @@ def main() -> None:
             v["within"] = bool(np.isfinite(v["rel"]) and abs(v["rel"]) <= TOL)
         base = base_params(name)
         report["presets"][name] = {
-            "fitted": {k: getattr(params, k) for k in FITTED},
+            "fitted": {k: getattr(params, k) for k in REPORTED},
             "fixed_from_mvs_preset": {"baseline_m": base.baseline_m, "voxel_m": base.voxel_m},
-            "before": {k: getattr(ARTEFACT_PRESETS[name], k) for k in FITTED},
+            "before": {k: getattr(ARTEFACT_PRESETS[name], k) for k in REPORTED},
             "params": asdict(params), "fit": {k: v for k, v in info.items() if k != "fit_rows"},
             "fit_mvs": dict(zip(args.fit_scenes, fit_mvs)),
             "fit_fast": dict(zip(args.fit_scenes, info["fit_rows"])),
@@ -303,7 +390,7 @@ def main() -> None:
             "heldout_scenes": args.heldout_scenes, "image_size": size}
         print(f"  fitted in {t_fit:.0f} s ({info['evaluations']} evaluations, loss "
               f"{info['loss_start']:.3f} -> {info['loss']:.3f}): "
-              + ", ".join(f"{k}={getattr(params, k):.4g}" for k in FITTED), flush=True)
+              + ", ".join(f"{k}={getattr(params, k):.4g}" for k in REPORTED), flush=True)
     report["total_seconds"] = time.perf_counter() - t_start
     if args.mvs_only:
         print(f"mvs cache filled in {report['total_seconds']:.0f} s")
@@ -317,6 +404,8 @@ def main() -> None:
         report["presets"] = {k: report["presets"][k] for k in RECONSTRUCTION_PRESETS
                              if k in report["presets"]}
         report["earlier_runs_seconds"] = prev.get("total_seconds")
+    if note is not None:
+        report["status_note"] = note
     (out / "fast_calibration.json").write_text(json.dumps(report, indent=1, default=float))
     md = markdown(report)
     (out / "fast_calibration.md").write_text(md)
@@ -325,7 +414,10 @@ def main() -> None:
 
 def markdown(r: dict) -> str:
     w, h = r["image_size"]
-    L = ["# Calibration of the `fast` artefact model to `mvs`", "",
+    L = ["# Calibration of the `fast` artefact model to `mvs`", ""]
+    if r.get("status_note"):
+        L += [r["status_note"], ""]
+    L += [
          f"Machine: {r['machine']}  ",
          "Each preset section names the command (and scenes) that calibrated it; run time "
          f"of the latest command {r['total_seconds'] / 60:.1f} min (mvs statistics read from "
@@ -340,10 +432,13 @@ def markdown(r: dict) -> str:
          "the class's surface with a point within 1 cm; median error = median distance of "
          "non-outlier points to the surface (depth-noise proxy); thickening = median outward "
          "offset of bar points; outliers = share of points > 2 cm from any surface.", "",
-         "Fitted: " + ", ".join(f"`{k}`" for k in FITTED) + "; `baseline_m` and `voxel_m` "
-         "copied from the mvs preset; everything else kept. Objective: sum over fit scenes "
-         "and the 7 statistics of the squared relative error; damped fixed-point iteration "
-         "then Nelder-Mead polish, best point kept.", ""]
+         "Fitted: " + ", ".join(f"`{k}`" for k in FITTED) + ", and the integer "
+         "`pixel_stride` selected among candidates (each screened by a short fixed point from "
+         "the preset's start); `baseline_m` and `voxel_m` copied from the mvs preset; "
+         "everything else kept. Objective: sum over fit scenes and the 7 statistics of the "
+         "squared relative error; damped fixed-point iteration (steps: scene-geometric-mean "
+         "ratio mvs / fast, damped) then, when evaluations are left, Nelder-Mead polish; "
+         "best point kept.", ""]
     bad_all = []
     for name, p in r["presets"].items():
         f = p["fit"]
@@ -352,9 +447,13 @@ def markdown(r: dict) -> str:
               f"{', '.join(p['heldout_scenes'])}.  ",
               f"{f['evaluations']} fast evaluations (each over all fit scenes), loss "
               f"{f['loss_start']:.3f} (start) -> {f['loss']:.3f}; mvs {p['seconds']['mvs']:.0f} s, "
-              f"fit {p['seconds']['fit']:.0f} s.", "",
+              f"fit {p['seconds']['fit']:.0f} s."
+              + (" Stride screening (best loss per candidate stride): " + ", ".join(
+                  f"{k}: {v:.3f}" for k, v in f["stride_screen"].items()) + "."
+                 if f.get("stride_screen") else ""), "",
               "| parameter | before | fitted |", "|---|---|---|"]
-        L += [f"| {k} | {p['before'][k]:.4g} | {p['fitted'][k]:.4g} |" for k in FITTED]
+        L += [f"| {k} | {p['before'][k]:.4g} | {p['fitted'][k]:.4g} |" for k in REPORTED
+              if k in p["fitted"]]
         L += [f"| baseline_m, voxel_m | - | {p['fixed_from_mvs_preset']['baseline_m']}, "
               f"{p['fixed_from_mvs_preset']['voxel_m']} (from the mvs preset) |", "",
               "Held-out scenes, mean of the scenes (per-scene relative differences in "
