@@ -47,8 +47,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -58,6 +56,7 @@ from tqdm import tqdm
 
 from data_tools import render
 from data_tools.artefact_model import ARTEFACT_PRESETS, fast_reconstruct
+from data_tools.atomic import atomic_folder
 from data_tools.io import PointCloud, write_cloud
 from data_tools.photogrammetry import (
     IGNORE,
@@ -153,12 +152,8 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
         recon = replace(recon, n_views=int(n_views))
     drawn = draw_split_scenes(seed, sizes, elements)
 
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     t_start = time.perf_counter()
-    try:
+    with atomic_folder(out_dir) as tmp:
         jobs = [(split, i, el, ss) for split in SPLITS for i, (el, ss) in enumerate(drawn[split])]
         entries: dict[str, list[dict]] = {split: [] for split in SPLITS}
         for split in SPLITS:
@@ -170,7 +165,7 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
             if split.startswith("source"):
                 entry = _source_scene(folder, i, element, scene_seed, density)
             else:
-                entry = _target_scene(folder, i, element, scene_seed, mode, recon, preset,
+                entry = write_target_scene(folder, i, element, scene_seed, mode, recon, preset,
                                       appearance, similarity, label_distance,
                                       with_labels=split == "target_test")
             entries[split].append({"split": split, **entry})
@@ -187,12 +182,7 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
             "splits": entries,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
 
 
 def _counts(labels: np.ndarray) -> dict[str, int]:
@@ -231,7 +221,7 @@ def target_cloud(element: str, scene_seed: int, mode: str, recon, preset: str,
     return PointCloud(np.asarray(cloud.xyz, np.float32), cloud.rgb), site, (lo, hi)
 
 
-def _target_scene(folder: Path, i: int, element: str, scene_seed: int, mode: str, recon,
+def write_target_scene(folder: Path, i: int, element: str, scene_seed: int, mode: str, recon,
                   preset: str, appearance: str, similarity: bool, label_distance: float,
                   with_labels: bool) -> dict:
     t0 = time.perf_counter()

@@ -30,7 +30,7 @@ from data_tools import render
 from data_tools.photogrammetry import RECONSTRUCTION_PRESETS
 from data_tools.rebar.cages import make_scene
 from data_tools.rebar.mesh import scene_to_mesh
-from data_tools.target_dataset import _target_scene
+from data_tools.target_dataset import write_target_scene
 
 
 def best_of(fn, repeats: int) -> float:
@@ -72,7 +72,7 @@ def main() -> None:
         for mode in ("mvs", "fast"):
             folder = Path(tmp) / mode
             folder.mkdir()
-            entries[mode] = _target_scene(folder, 0, "column", args.seed, mode, recon, args.preset,
+            entries[mode] = write_target_scene(folder, 0, "column", args.seed, mode, recon, args.preset,
                                           "noon", similarity=False, label_distance=0.02,
                                           with_labels=True)
     mvs, fast = entries["mvs"], entries["fast"]

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from data_tools.atomic import atomic_folder
 from data_tools.io import write_cloud
 from data_tools.rebar.cages import ELEMENTS, make_scene
 from data_tools.rebar.mesh import LabeledMesh, scene_to_mesh
@@ -53,23 +52,14 @@ def generate_scenes(out_dir: str | Path, scenes: int, seed: int, density: float 
     if unknown or scenes < 1 or density <= 0:
         raise ValueError(f"need scenes >= 1, density > 0 and elements from {', '.join(ELEMENTS)}; "
                          f"got scenes={scenes}, density={density}, unknown={unknown}")
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(out_dir) as tmp:
         entries = [_write_scene(tmp, i, seed, density, elements)
                    for i in tqdm(range(scenes), desc="cages", unit="scene", disable=not progress)]
         manifest = {"command": command, "seed": seed, "scenes": scenes, "density": density,
                     "elements": elements, "labels": {v: k for k, v in ROLE_LABEL.items()},
                     "scene_list": entries}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
 
 
 def _write_scene(folder: Path, i: int, seed: int, density: float, elements: list[str]) -> dict:
