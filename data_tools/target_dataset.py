@@ -12,6 +12,9 @@ Folder layout::
     target_train/scene_0000.ply        reconstructed cloud: xyz + rgb, NO label property
     target_test/scene_0000.ply         reconstructed cloud: xyz + rgb, NO label property
     target_test/scene_0000_labels.npy  (N,) uint8 ground truth in {0, 1, 2, 255}
+    oracle_labels/scene_0000_labels.npy  ground truth of target_train/scene_0000.ply, read
+                                       only by the train-on-target oracle (kept out of
+                                       target_train so that split carries no labels)
     manifest.json                      command, parameters, split sizes, per scene:
                                        element, scene seed, points, label counts
                                        (labelled splits only), similarity, seconds
@@ -38,7 +41,8 @@ photos show ground to the horizon) is captured round the element's bounds with t
 reconstruction preset's camera ring; the cloud is cropped to the element's bounds +
 ``CROP_MARGIN`` m. target_test labels are ``label_by_nearest_surface`` (the nearest
 source triangle's label, 255 beyond ``label_distance``), computed before any similarity
-transform. With ``similarity=True`` each target cloud gets a random similarity transform
+transform; target_train's are computed the same way but written to ``oracle_labels/``,
+which only the train-on-target oracle reads. With ``similarity=True`` each target cloud gets a random similarity transform
 (SfM has no absolute scale or frame) recorded in the manifest (x' = scale R x + t), which
 the preparation step must undo. Labels for target_train are never computed.
 """
@@ -73,12 +77,13 @@ from data_tools.rebar.mesh import scene_to_mesh
 from data_tools.rebar.model import ROLE_LABEL
 from data_tools.rebar.sampling import sample_surface
 
-__all__ = ["CROP_MARGIN", "MODES", "SPLITS", "build_rebar3d", "draw_split_scenes", "split_sizes",
+__all__ = ["CROP_MARGIN", "MODES", "ORACLE_LABELS", "SPLITS", "build_rebar3d", "draw_split_scenes", "split_sizes",
            "target_cloud"]
 
 SPLITS = ("source_train", "source_val", "target_train", "target_test")
 MODES = ("mvs", "fast")
 CROP_MARGIN = 0.3  # m round the element's bounds kept in target clouds
+ORACLE_LABELS = "oracle_labels"  # folder of target_train ground truth, for the oracle only
 MIN_SCENES = 4
 
 
@@ -158,6 +163,7 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
         entries: dict[str, list[dict]] = {split: [] for split in SPLITS}
         for split in SPLITS:
             (tmp / split).mkdir()
+        (tmp / ORACLE_LABELS).mkdir()
         bar = tqdm(jobs, desc=f"rebar3d {mode}", unit="scene", disable=not progress)
         for split, i, element, scene_seed in bar:
             bar.set_postfix_str(split)
@@ -167,7 +173,8 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
             else:
                 entry = write_target_scene(folder, i, element, scene_seed, mode, recon, preset,
                                       appearance, similarity, label_distance,
-                                      with_labels=split == "target_test")
+                                      labels_dir={"target_test": folder,
+                                                  "target_train": tmp / ORACLE_LABELS}[split])
             entries[split].append({"split": split, **entry})
         manifest = {
             "command": command, "seed": seed, "scenes": scenes, "mode": mode, "preset": preset,
@@ -223,7 +230,8 @@ def target_cloud(element: str, scene_seed: int, mode: str, recon, preset: str,
 
 def write_target_scene(folder: Path, i: int, element: str, scene_seed: int, mode: str, recon,
                   preset: str, appearance: str, similarity: bool, label_distance: float,
-                  with_labels: bool) -> dict:
+                  labels_dir: Path | None) -> dict:
+    """Reconstruct, crop and write one target scene; labels go to `labels_dir` if given."""
     t0 = time.perf_counter()
     timings = Timings()
     cloud, site, (lo, hi) = target_cloud(element, scene_seed, mode, recon, preset, appearance,
@@ -234,11 +242,12 @@ def write_target_scene(folder: Path, i: int, element: str, scene_seed: int, mode
     entry = {"index": i, "file": f"{name}.ply", "element": element, "scene_seed": scene_seed,
              "points": len(cloud),
              "bounds": [lo.tolist(), hi.tolist()]}
-    if with_labels:  # in the true frame, before any similarity transform
+    if labels_dir is not None:  # in the true frame, before any similarity transform
         labels = label_by_nearest_surface(cloud, site, label_distance).astype(np.uint8)
-        np.save(folder / f"{name}_labels.npy", labels)
-        entry["labels_file"] = f"{name}_labels.npy"
-        entry["label_counts"] = _counts(labels)
+        np.save(labels_dir / f"{name}_labels.npy", labels)
+        if labels_dir == folder:  # target_train's stay out of its manifest entry too
+            entry["labels_file"] = f"{name}_labels.npy"
+            entry["label_counts"] = _counts(labels)
     if similarity:
         cloud, sim = similarity_transform(cloud, np.random.default_rng([scene_seed, 3]))
         entry["similarity"] = {"scale": sim.scale, "rotation": sim.rotation.tolist(),

@@ -74,7 +74,7 @@ def main() -> None:
             folder.mkdir()
             entries[mode] = write_target_scene(folder, 0, "column", args.seed, mode, recon, args.preset,
                                           "noon", similarity=False, label_distance=0.02,
-                                          with_labels=True)
+                                          labels_dir=folder)
     mvs, fast = entries["mvs"], entries["fast"]
     pairs = recon.n_views
     rows = [

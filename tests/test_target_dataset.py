@@ -66,6 +66,9 @@ def test_layout_manifest_and_labels(fast_ds):
                 assert np.all(cloud.xyz >= lo - 0.3 - 1e-5) and np.all(cloud.xyz <= hi + 0.3 + 1e-5)
     assert not list((fast_ds / "target_train").glob("*labels*"))
     assert "label_counts" not in manifest["splits"]["target_train"][0]
+    for entry in manifest["splits"]["target_train"]:  # the oracle's labels live apart
+        oracle = np.load(fast_ds / "oracle_labels" / f"scene_{entry['index']:04d}_labels.npy")
+        assert len(oracle) == entry["points"] and set(np.unique(oracle)) <= {0, 1, 2, 255}
     for entry in manifest["splits"]["target_test"]:
         labels = np.load(fast_ds / "target_test" / entry["labels_file"])
         assert len(labels) == entry["points"]
@@ -84,7 +87,7 @@ def test_same_arguments_same_files_other_seed_other_files(fast_ds, tmp_path):
     again = build_rebar3d(tmp_path / "again", scenes=6, mode="fast", preset="typical", seed=3,
                           density=5000, progress=False, image_size=SMALL, n_views=6)
     a, b = _files(fast_ds), _files(again)
-    assert len(a) == 7 and a.keys() == b.keys()
+    assert len(a) == 8 and a.keys() == b.keys()
     assert all(a[k] == b[k] for k in a)
     other = _files(build_rebar3d(tmp_path / "other", scenes=6, mode="fast", preset="typical",
                                  seed=4, density=5000, progress=False, image_size=SMALL, n_views=6))
