@@ -1,4 +1,4 @@
-"""The `da` command: train, reproduce, config, evaluate."""
+"""The `da` command: train, reproduce, config, evaluate, predict."""
 
 from __future__ import annotations
 
@@ -48,6 +48,26 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from da.predict import predict_file
+    from data_tools.viz import LABELS
+
+    reference = None
+    if args.reference_length is not None:
+        if args.reference_points is None:
+            raise ValueError("--reference-length needs --reference-points X1 Y1 Z1 X2 Y2 Z2")
+        p = np.array(args.reference_points, dtype=float)
+        reference = (p[:3], p[3:], args.reference_length)
+    counts = predict_file(Path(args.run_dir), Path(args.cloud), Path(args.out), args.scale, reference,
+                          args.up, args.checkpoint, args.device)
+    total = sum(counts.values())
+    print(f"wrote {args.out}: " + ", ".join(f"{LABELS[k].name} {c} ({c / total:.1%})"
+                                           for k, c in sorted(counts.items())))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="da", description="Domain-adversarial training (DANN).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,13 +95,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=cmd_evaluate)
 
+    p = sub.add_parser("predict", help="segment a point cloud (any format data_tools reads) with a 3D run")
+    p.add_argument("run_dir")
+    p.add_argument("cloud", help=".ply .pcd .las .laz .xyz .txt .npy .npz")
+    p.add_argument("--out", required=True, help="output cloud with a label per point and label colours")
+    p.add_argument("--scale", type=float, default=None, help="multiply coordinates by S to get metres")
+    p.add_argument("--reference-length", type=float, default=None,
+                   help="true distance in metres between the two --reference-points")
+    p.add_argument("--reference-points", type=float, nargs=6, default=None,
+                   metavar=("X1", "Y1", "Z1", "X2", "Y2", "Z2"))
+    p.add_argument("--up", default="auto", choices=["auto", "x", "y", "z"],
+                   help="auto: largest plane is the ground; x|y|z: that axis points up")
+    p.add_argument("--checkpoint", default="last.pt")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.set_defaults(fn=cmd_predict)
+
     args = parser.parse_args(argv)
     from da.config import ConfigError
     from data_tools.splits import DatasetFileError
 
     try:
         return args.fn(args)
-    except (ConfigError, DatasetFileError) as exc:
+    except (ConfigError, DatasetFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -48,6 +48,17 @@ class RunLogger:
         self.writer.add_embedding(features, metadata=meta, metadata_header=["domain", "label"],
                                   tag="features", global_step=step)
 
+    def cloud(self, tag: str, xyz: np.ndarray, colours: np.ndarray, labels: dict[str, np.ndarray],
+              step: int, label_names: dict[int, str]) -> None:
+        """A point cloud for Open3D's TensorBoard plugin ("Open3D" tab): positions, colours
+        (floats in [0, 1]) and integer per-point properties such as predicted / true labels."""
+        from open3d.visualization.tensorboard_plugin import summary  # noqa: F401  (adds add_3d)
+
+        data = {"vertex_positions": xyz[None].astype(np.float32),
+                "vertex_colors": (np.clip(colours, 0, 1) * 255).round().astype(np.uint8)[None]}
+        data.update({f"vertex_{k}": v.astype(np.int32)[None, :, None] for k, v in labels.items()})
+        self.writer.add_3d(tag, data, step, label_to_names=label_names)
+
     def close(self) -> None:
         self.writer.close()
 

@@ -62,11 +62,14 @@ class Run:
     scaler: torch.amp.GradScaler
 
 
-def build_run(cfg: Config, device: torch.device) -> Run:
+def build_run(cfg: Config, device: torch.device, data: DomainData | None = None) -> Run:
+    """Data, algorithm and optimisation from a config; `data` given = reuse it (e.g. a
+    stand-in carrying only num_classes / input_shape when predicting on new clouds)."""
     checkpoint.seed_everything(cfg.seed)
-    data = build_data(cfg.data)
+    data = build_data(cfg.data) if data is None else data
     parts = build_model(cfg.model, data)
     algorithm = build_algorithm(cfg.algorithm, parts.feature_extractor, parts.task_head).to(device)
+    algorithm.class_weights = data.class_weights  # None = plain cross-entropy
     feature_ids = {id(p) for p in algorithm.feature_parameters()}
     groups = [
         {"params": algorithm.feature_parameters(), "lr": cfg.optim.lr * cfg.optim.feature_lr_mult},
@@ -109,6 +112,8 @@ class Predictions:
 def predict_split(algorithm: Algorithm, dataset, device: torch.device, batch_size: int = 512,
                   max_features: int = 2000) -> Predictions:
     """Confusion matrix over a labeled split, plus pooled features of its first samples."""
+    if hasattr(dataset, "predict"):  # whole scenes: blocks voted back onto every point
+        return dataset.predict(algorithm, device, max_features)
     was_training = algorithm.training
     algorithm.eval()
     cm, feats, labels, dense = None, [], [], False
@@ -284,8 +289,10 @@ class Trainer:
         log.result(metrics)
         log.scalars("val", {k: v for k, v in metrics.items() if k != "step"}, step)
         # best.pt is chosen on held-out SOURCE data: target labels never select a model.
-        if metrics["source_val_acc"] > state["best_source_val"]:
-            state["best_source_val"] = metrics["source_val_acc"]
+        # Segmentation selects on source mIoU: accuracy is dominated by the background class.
+        score = metrics.get("source_val_miou", metrics["source_val_acc"])
+        if score > state["best_source_val"]:
+            state["best_source_val"] = score
             checkpoint.save_atomic({"model": run.algorithm.state_dict(), "step": step, "metrics": metrics},
                                    self.run_dir / "checkpoints" / "best.pt")
 
@@ -324,8 +331,29 @@ class Trainer:
         n = self.cfg.train.embedding_samples
         if n > 0:
             self._embeddings(run, log, n)
+        if hasattr(run.data.target_test, "scene_scores"):
+            self._clouds(run, log)
         (self.run_dir / "done").write_text(json.dumps(results[-1]) + "\n")
         print("final (last checkpoint): " + ", ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
+
+    def _clouds(self, run: Run, log: RunLogger, scenes: int = 2) -> None:
+        """Predicted target-test scenes (voxel clouds) as PLY files under predictions/ and
+        in TensorBoard's Open3D tab, coloured by prediction, with the truth beside it."""
+        from data_tools.io import PointCloud, write_cloud
+        from data_tools.viz import LABELS, label_colors
+
+        data = run.data.target_test
+        names = {k: v.name for k, v in LABELS.items()}
+        run.algorithm.eval()
+        for s in range(min(scenes, len(data))):
+            scene = data.scenes[s]
+            pred = data.scene_scores(run.algorithm, self.device, s, voxels=True).argmax(axis=1)
+            colours = label_colors(pred)
+            write_cloud(self.run_dir / "predictions" / f"target_test_{s:04d}.ply",
+                        PointCloud(scene.xyz, colours, labels=pred))
+            truth = {} if scene.labels is None else {"labels": scene.labels}
+            log.cloud(f"target_test/scene_{s:04d}", scene.xyz, colours, {"predicted": pred, **truth},
+                      self.cfg.train.steps, names)
 
     def _embeddings(self, run: Run, log: RunLogger, n: int) -> None:
         feats, domains, labels = [], [], []
@@ -341,14 +369,15 @@ def train(cfg: Config, stop_after: int | None = None) -> Path:
     return Trainer(cfg).fit(stop_after)
 
 
-def load_trained(run_dir: Path, checkpoint_name: str = "last.pt", device: str = "cpu") -> Run:
+def load_trained(run_dir: Path, checkpoint_name: str = "last.pt", device: str = "cpu",
+                 data: DomainData | None = None) -> Run:
     """Rebuild a finished (or interrupted) run from its folder, weights loaded, in eval mode."""
     from da.config import load_config
 
     run_dir = Path(run_dir)
     cfg = load_config([run_dir / "config.yaml"])
     dev = resolve_device(device)
-    run = build_run(cfg, dev)
+    run = build_run(cfg, dev, data)
     ckpt = checkpoint.load(run_dir / "checkpoints" / checkpoint_name, dev)
     run.algorithm.load_state_dict(ckpt["model"])
     run.algorithm.eval()

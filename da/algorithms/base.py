@@ -25,6 +25,7 @@ IGNORE_INDEX = 255  # labels never counted (e.g. unlabeled points)
 
 class Algorithm(nn.Module):
     uses_target: bool = False  # whether the trainer must draw unlabeled target batches
+    class_weights: torch.Tensor | None = None  # per-class task-loss weights, set by the trainer
 
     def __init__(self, feature_extractor: nn.Module, task_head: nn.Module, cfg: AlgorithmConfig):
         super().__init__()
@@ -40,7 +41,8 @@ class Algorithm(nn.Module):
 
     def task_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # Works for (B, K) and dense (B, K, *spatial) logits alike.
-        return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
+        return F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=IGNORE_INDEX)
 
     def feature_parameters(self) -> list[nn.Parameter]:
         return list(self.feature_extractor.parameters())

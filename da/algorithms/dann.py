@@ -23,7 +23,7 @@ import torch
 
 from da.algorithms.base import ALGORITHMS, Algorithm, concat_batches
 from da.config import AlgorithmConfig
-from da.domain_loss import DomainAdversarialLoss
+from da.domain_loss import DomainAdversarialLoss, feature_rows
 from da.grl import LAMBDA_SCHEDULES
 from da.models.domain import DomainClassifier
 from da.registry import register
@@ -43,11 +43,24 @@ class DannConfig(AlgorithmConfig):
     # scales both by lambda, which is domain_weight = lambda with lambda_max = 1.
     domain_weight: float = 1.0
     target_entropy: float = 0.0  # weight of mean prediction entropy on target (DANN+E); 0 = paper
+    # Which features the domain classifier sees, for dense tasks (per pixel / per point):
+    # dense = every row of (B, C, *) flattened to (M, C) (point-wise / pixel-wise);
+    # global = one pooled vector per sample; both = two classifiers, losses summed.
+    # For per-sample features (B, C) all three reduce to the paper's DANN.
+    domain_level: str = "dense"
+    global_pool: str = "max"  # max | mean, over points / pixels for the global level
+    # Rows per domain fed to the dense classifier each step (random subset; 0 = all):
+    # 8 blocks x 1024 points would be 8k rows per domain through the classifier's MLP.
+    domain_rows: int = 0
 
     def validate(self) -> None:
         if self.lambda_schedule not in LAMBDA_SCHEDULES:
             raise ValueError(f"lambda_schedule must be one of {sorted(LAMBDA_SCHEDULES)}, "
                              f"got '{self.lambda_schedule}'")
+        if self.domain_level not in ("dense", "global", "both"):
+            raise ValueError(f"domain_level must be dense, global or both, got '{self.domain_level}'")
+        if self.global_pool not in ("max", "mean"):
+            raise ValueError(f"global_pool must be max or mean, got '{self.global_pool}'")
         if self.bn_mode not in ("joint", "separate"):
             raise ValueError(f"bn_mode must be joint or separate, got '{self.bn_mode}'")
 
@@ -59,9 +72,13 @@ class DANN(Algorithm):
     def __init__(self, feature_extractor, task_head, cfg: DannConfig):
         super().__init__(feature_extractor, task_head, cfg)
         cfg.validate()
-        classifier = DomainClassifier(feature_extractor.num_features, list(cfg.disc_hidden),
-                                      cfg.disc_dropout)
-        self.domain_loss = DomainAdversarialLoss(classifier)
+        def adversary() -> DomainAdversarialLoss:
+            return DomainAdversarialLoss(DomainClassifier(feature_extractor.num_features,
+                                                          list(cfg.disc_hidden), cfg.disc_dropout))
+
+        # `domain_loss` keeps its name (dense level) so older checkpoints still load.
+        self.domain_loss = adversary() if cfg.domain_level in ("dense", "both") else None
+        self.global_domain_loss = adversary() if cfg.domain_level in ("global", "both") else None
 
     def adaptation_factor(self, progress: float) -> float:
         return self.cfg.lambda_max * LAMBDA_SCHEDULES[self.cfg.lambda_schedule](progress, gamma=self.cfg.gamma)
@@ -73,14 +90,36 @@ class DANN(Algorithm):
         n = next(iter(source.values())).shape[0]
         return both[:n], both[n:]
 
+    def _rows(self, f: torch.Tensor) -> torch.Tensor:
+        rows = feature_rows(f)
+        n = self.cfg.domain_rows
+        if 0 < n < len(rows):
+            rows = rows[torch.randperm(len(rows), device=rows.device)[:n]]
+        return rows
+
+    def _pooled(self, f: torch.Tensor) -> torch.Tensor:
+        if f.dim() == 2:
+            return f
+        flat = f.flatten(2)
+        return flat.amax(dim=2) if self.cfg.global_pool == "max" else flat.mean(dim=2)
+
     def losses(self, source, target, progress):
         f_s, f_t = self._features(source, target)
         task = self.task_loss(self.task_head(f_s), source["label"])
         lam = self.adaptation_factor(progress)
-        domain, domain_acc = self.domain_loss(f_s, f_t, lam)
+        out = {"task": task, "lambda": torch.tensor(lam)}
+        domain = torch.zeros((), device=task.device)
+        if self.domain_loss is not None:
+            loss, acc = self.domain_loss(self._rows(f_s), self._rows(f_t), lam)
+            domain = domain + loss
+            out.update(domain_dense=loss, domain_acc=acc)
+        if self.global_domain_loss is not None:
+            loss, acc = self.global_domain_loss(self._pooled(f_s), self._pooled(f_t), lam)
+            domain = domain + loss
+            out.update(domain_global=loss, domain_acc_global=acc)
+            out.setdefault("domain_acc", acc)
+        out["domain"] = domain
         total = task + self.cfg.domain_weight * domain
-        out = {"task": task, "domain": domain, "domain_acc": domain_acc,
-               "lambda": torch.tensor(lam)}
         if self.cfg.target_entropy > 0:
             p = self.task_head(f_t).float().softmax(dim=1)
             entropy = -(p * p.clamp_min(1e-8).log()).sum(dim=1).mean()

@@ -73,6 +73,7 @@ class DomainData:
     num_classes: int
     input_key: str
     input_shape: tuple[int, ...]
+    class_weights: torch.Tensor | None = None  # task-loss weights per class (None: unweighted)
 
 
 def dataset_folder(root: str, name: str, params: dict, build: Callable[..., Path]) -> Path:
@@ -171,3 +172,7 @@ def build_digits(cfg: DigitsConfig) -> DomainData:
                     augment if cfg.augment else None)
     return DomainData(s["source_train"], s["source_val"], s["target_train"], s["target_test"],
                       s["num_classes"], "image", (3, cfg.image_size, cfg.image_size))
+
+
+# Point-cloud datasets live in their own modules; importing registers them.
+from da.data import rebar3d  # noqa: E402, F401

@@ -1,0 +1,186 @@
+"""The 3D rebar dataset: BIM-sampled source clouds -> photogrammetric target clouds.
+
+Reads what ``python -m data_tools rebar3d`` writes (see data_tools/target_dataset.py):
+`data.path` names such a folder, or (empty) the folder is built once under `data.root`
+from the generation keys (scenes, mode, preset, data_seed, ...). Every cloud is voxel-
+downsampled (`voxel`) and cached as .npz beside the dataset (`<folder>/prepared-<voxel>/`),
+so later runs skip the slow part of loading multi-million-point target clouds.
+
+Splits: source_train -> training blocks (labeled); target_train -> training blocks
+WITHOUT labels (the files have none); source_val and target_test -> whole scenes, voted.
+With `target_labeled=true` (the train-on-target oracle) the labeled stream is
+target_train with the ground truth of `oracle_labels/`, which no other run reads.
+
+Class imbalance: main bars and ties are ~25% and ~5% of source points. The task loss is
+weighted per class by 1 / sqrt(frequency) over source_train (normalised to mean 1 over
+points) - a weighted loss rather than weighted sampling, because every block mixes all
+classes, so sampling blocks cannot rebalance points; the square root (not full inverse
+frequency) keeps ties from dominating, which on noisy target clouds turns background
+blobs into "tie". `class_weighting: none` switches it off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from da.config import DataConfig
+from da.data import DATASETS, DomainData, dataset_folder
+from da.data.blocks import BlockDataset, Scene, SceneDataset, prepare_scene
+from da.registry import register
+from data_tools.io import PointCloud, read_cloud
+from data_tools.splits import DatasetFileError
+
+NUM_CLASSES = 3  # 0 background, 1 main rebar, 2 tie; 255 ignore
+
+
+@dataclass
+class Rebar3dConfig(DataConfig):
+    name: str = "rebar3d"
+    path: str = ""  # an existing dataset folder; empty = build from the keys below
+    scenes: int = 12
+    mode: str = "fast"  # mvs | fast
+    preset: str = "typical"
+    data_seed: int = 0
+    density: float = 20000.0  # source points per m^2
+    image_size: list[int] = field(default_factory=list)  # [W, H]; empty = the preset's
+    n_views: int = 0  # camera positions; 0 = the preset's
+    voxel: float = 0.01  # m; both domains are downsampled to this grid
+    block_size: float = 1.0  # m, side of the square XY columns
+    train_stride: float = 0.5  # m, spacing of training columns (overlapping)
+    num_points: int = 1024  # points per block
+    colour: bool = False  # rgb as an input feature
+    class_weighting: str = "inverse_sqrt"  # inverse_sqrt | none
+
+    def validate(self) -> None:
+        if self.mode not in ("mvs", "fast"):
+            raise ValueError(f"mode must be mvs or fast, got '{self.mode}'")
+        if self.class_weighting not in ("inverse_sqrt", "none"):
+            raise ValueError(f"class_weighting must be inverse_sqrt or none, got '{self.class_weighting}'")
+        if not (0 < self.train_stride <= self.block_size) or self.voxel <= 0 or self.num_points < 1:
+            raise ValueError("need voxel > 0, num_points >= 1 and 0 < train_stride <= block_size")
+        if self.image_size and len(self.image_size) != 2:
+            raise ValueError(f"image_size must be [W, H], got {self.image_size}")
+
+
+def dataset_dir(cfg: Rebar3dConfig) -> Path:
+    if cfg.path:
+        folder = Path(cfg.path)
+        if not (folder / "manifest.json").is_file():
+            raise DatasetFileError(f"{folder}: no manifest.json - not a rebar3d dataset "
+                                   "(write one with `python -m data_tools rebar3d`)")
+        return folder
+    from data_tools.target_dataset import build_rebar3d
+
+    params = dict(scenes=cfg.scenes, mode=cfg.mode, preset=cfg.preset, seed=cfg.data_seed,
+                  density=cfg.density, image_size=list(cfg.image_size) or None,
+                  n_views=cfg.n_views or None)
+    return dataset_folder(cfg.root, f"rebar3d-{cfg.mode}", params, build_rebar3d)
+
+
+def _labels_file(folder: Path, split: str, entry: dict) -> Path | None:
+    if split in ("source_train", "source_val"):
+        return None  # labels are in the PLY
+    if split == "target_test":
+        return folder / "target_test" / entry["labels_file"]
+    return folder / "oracle_labels" / f"scene_{entry['index']:04d}_labels.npy"
+
+
+def load_scene(folder: Path, split: str, entry: dict, labeled: bool, voxel: float) -> Scene:
+    """One cloud of the dataset, voxel-downsampled, from the cache when present."""
+    ply = folder / split / entry["file"]
+    cache = folder / f"prepared-{voxel:g}" / split / f"{Path(entry['file']).stem}{'-l' if labeled else ''}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            arrays = {k: z[k] for k in z.files}
+        as64 = lambda k: None if k not in arrays else arrays[k].astype(np.int64)  # noqa: E731
+        return Scene(str(ply), arrays["xyz"], arrays.get("rgb"), as64("labels"), as64("index"),
+                     as64("original_labels"))
+    cloud = read_cloud(ply)
+    if labeled:
+        labels = cloud.labels
+        path = _labels_file(folder, split, entry)
+        if path is not None:
+            if not path.is_file():
+                raise DatasetFileError(f"{path}: label file missing for {ply}")
+            labels = np.load(path)
+            if labels.shape != (len(cloud),):
+                raise DatasetFileError(f"{path}: {labels.shape[0] if labels.ndim else 0} labels for "
+                                       f"{len(cloud)} points of {ply}")
+        if labels is None:
+            raise DatasetFileError(f"{ply}: no label property")
+        bad = ~np.isin(labels, (0, 1, 2, 255))
+        if bad.any():
+            raise DatasetFileError(f"{ply}: label {int(labels[bad][0])} is not one of 0, 1, 2, 255")
+        cloud = PointCloud(cloud.xyz, cloud.rgb, labels=labels.astype(np.int64))
+    else:
+        cloud = PointCloud(cloud.xyz, cloud.rgb)  # unlabeled means unlabeled
+    scene = prepare_scene(str(ply), cloud, voxel)
+    _save_cache(cache, scene)
+    return scene
+
+
+def _save_cache(path: Path, scene: Scene) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    small = lambda a, t: None if a is None else a.astype(t)  # noqa: E731  (labels <= 255)
+    arrays = {k: v for k, v in (("xyz", scene.xyz), ("rgb", scene.rgb),
+                                ("labels", small(scene.labels, np.uint8)),
+                                ("index", small(scene.index, np.int32)),
+                                ("original_labels", small(scene.original_labels, np.uint8)))
+              if v is not None}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)  # atomic: a killed run never leaves a torn cache file
+
+
+def read_manifest(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetFileError(f"{folder / 'manifest.json'}: cannot read ({exc})") from None
+
+
+def load_split(folder: Path, manifest: dict, split: str, labeled: bool, voxel: float) -> list[Scene]:
+    entries = manifest.get("splits", {}).get(split)
+    if not entries:
+        raise DatasetFileError(f"{folder / 'manifest.json'}: no scenes in split '{split}'")
+    return [load_scene(folder, split, e, labeled, voxel) for e in entries]
+
+
+def inverse_sqrt_weights(scenes: list[Scene], num_classes: int) -> torch.Tensor:
+    labels = np.concatenate([s.labels for s in scenes])
+    counts = np.bincount(labels[labels != 255], minlength=num_classes).astype(np.float64)
+    freq = np.maximum(counts, 1) / max(counts.sum(), 1)
+    w = 1.0 / np.sqrt(freq)
+    return torch.tensor(w / (freq * w).sum(), dtype=torch.float32)  # mean 1 over points
+
+
+@register(DATASETS, "rebar3d", Rebar3dConfig)
+def build_rebar3d_data(cfg: Rebar3dConfig) -> DomainData:
+    cfg.validate()
+    folder = dataset_dir(cfg)
+    manifest = read_manifest(folder)
+    load = lambda split, labeled: load_split(folder, manifest, split, labeled, cfg.voxel)  # noqa: E731
+    train_split = "target_train" if cfg.target_labeled else "source_train"
+    train_scenes = load(train_split, True)
+
+    def blocks(scenes: list[Scene], labeled: bool) -> BlockDataset:
+        return BlockDataset(scenes, cfg.block_size, cfg.train_stride, cfg.num_points, cfg.colour,
+                            labeled, cfg.augment)
+
+    def whole(scenes: list[Scene]) -> SceneDataset:
+        return SceneDataset(scenes, cfg.block_size, cfg.num_points, cfg.colour, NUM_CLASSES)
+
+    weights = inverse_sqrt_weights(train_scenes, NUM_CLASSES) if cfg.class_weighting != "none" else None
+    return DomainData(
+        source_train=blocks(train_scenes, True),
+        source_val=whole(load("source_val", True)),
+        target_train=blocks(load("target_train", False), False),
+        target_test=whole(load("target_test", True)),
+        num_classes=NUM_CLASSES, input_key="coord", input_shape=(3 + 3 * cfg.colour,),
+        class_weights=weights)
