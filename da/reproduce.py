@@ -15,9 +15,11 @@ A table YAML (experiments/tables/NAME.yaml):
         overrides: [algorithm.lambda_max=0.3]
         grid: {algorithm.lambda_max: [0.1, 0.3]}   # optional: a sweep, one row per combination
     profiles:
-      quick: {overrides: [train.steps=300], seeds: [0, 1]}
+      quick: {overrides: [train.steps=300], seeds: [0, 1], rows: [source_only, dann*]}
       standard: {}
     figure: moons_boundaries     # optional, from da.figures
+
+A profile's `rows` (fnmatch patterns, optional) restricts it to the matching rows.
 
 Order of merging: table configs, row configs, profile overrides, row overrides, then
 seed / name / run_dir. Runs already `done` are skipped, so an interrupted table resumes.
@@ -43,7 +45,7 @@ from da.train import train
 
 TABLE_KEYS = {"description", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles", "figure"}
 ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline"}
-PROFILE_KEYS = {"overrides", "seeds"}
+PROFILE_KEYS = {"overrides", "seeds", "rows"}
 ROLES = {"source_only", "adapted", "oracle", None}
 # Derived from results.jsonl: target accuracy at the evaluation with the best source-val
 # accuracy, i.e. best.pt (selected without target labels).
@@ -223,16 +225,17 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
               out_dir: Path = Path("experiments/results"), runs_root: Path = Path("runs"),
               command: str | None = None, only_rows: list[str] | None = None) -> dict:
     """only_rows: fnmatch patterns; only matching rows run (e.g. to split a table over processes)."""
-    table = load_table(name)
-    if only_rows:
-        from fnmatch import fnmatch
+    from fnmatch import fnmatch
 
-        table.rows = [r for r in table.rows if any(fnmatch(r.name, p) for p in only_rows)]
-        if not table.rows:
-            raise ConfigError(f"{table.path}: no row matches {only_rows}")
+    table = load_table(name)
     if profile not in table.profiles:
         raise ConfigError(f"{table.path}: no profile '{profile}'; profiles: {', '.join(table.profiles)}")
     prof = table.profiles.get(profile) or {}
+    for patterns, what in ((prof.get("rows"), f"profile {profile}'s rows"), (only_rows, "--rows")):
+        if patterns:
+            table.rows = [r for r in table.rows if any(fnmatch(r.name, p) for p in patterns)]
+            if not table.rows:
+                raise ConfigError(f"{table.path}: no row matches {what} {patterns}")
     seeds = list(seeds if seeds is not None else prof.get("seeds", table.seeds))
     configs = {(row.name, s): row_config(table, profile, row, s, runs_root) for row in table.rows for s in seeds}
     rows = []

@@ -109,6 +109,20 @@ def test_unknown_table_key_and_profile(tmp_path, table, capsys):
     assert "baseline 'nope', which is not a row" in capsys.readouterr().err
 
 
+def test_profile_rows_restrict_the_table(tmp_path, table):
+    text = table.read_text().replace("    overrides: [train.steps=40,",
+                                     "    rows: [source_only, 'dann[lambda_max=6*']\n    overrides: [train.steps=40,")
+    small = tmp_path / "small.yaml"
+    small.write_text(text)
+    out = tmp_path / "results"
+    assert main(["reproduce", str(small), "--profile", "quick", "--out", str(out),
+                 "--runs", str(tmp_path / "runs")]) == 0
+    result = json.loads((out / "small.quick.json").read_text())  # the profile's table, not a subset
+    assert [r["name"] for r in result["rows"]] == ["source_only", "dann[lambda_max=6.0]"]
+    small.write_text(text.replace("'dann[lambda_max=6*'", "nothing*"))
+    assert main(["reproduce", str(small), "--profile", "quick", "--out", str(out)]) == 2
+
+
 def test_train_and_config_commands(tmp_path, data_root, capsys):
     base = [str(REPO / "experiments/configs/moons.yaml"), f"data.root={data_root}", "train.steps=10",
             "train.eval_every=10", "train.progress_bar=false", f"run_dir={tmp_path / 'r'}"]
