@@ -358,10 +358,15 @@ class Trainer:
     def _embeddings(self, run: Run, log: RunLogger, n: int) -> None:
         feats, domains, labels = [], [], []
         for name, dataset in (("source", run.data.source_val), ("target", run.data.target_test)):
-            pred = predict_split(run.algorithm, dataset, self.device, max_features=n)
-            feats.append(pred.features)
-            domains += [name] * len(pred.features)
-            labels += pred.labels.tolist()
+            if hasattr(dataset, "block_features"):  # whole scenes: no need to predict them all
+                f = dataset.block_features(run.algorithm, self.device, n)
+                y = np.full(len(f), -1)
+            else:
+                pred = predict_split(run.algorithm, dataset, self.device, max_features=n)
+                f, y = pred.features, pred.labels
+            feats.append(f)
+            domains += [name] * len(f)
+            labels += y.tolist()
         log.embedding(np.concatenate(feats), domains, labels, self.cfg.train.steps)
 
 

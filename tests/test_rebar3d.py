@@ -24,7 +24,7 @@ from data_tools.target_dataset import build_rebar3d
 from data_tools.viz import label_colors
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = [REPO / "experiments/configs/rebar3d.yaml"]
+CONFIGS = [REPO / "experiments/configs/rebar3d.yaml", REPO / "experiments/configs/rebar3d_pointnet.yaml"]
 DANN = [REPO / "experiments/configs/rebar3d_dann.yaml"]
 
 

@@ -159,6 +159,11 @@ class SceneDataset(Dataset):
     def __len__(self) -> int:
         return len(self.scenes)
 
+    def _batch(self, scene: Scene, blocks: list, device: torch.device) -> dict[str, torch.Tensor]:
+        inputs = [block_inputs(scene, b.indices, b.origin, self.block_size, self.colour) for b in blocks]
+        return {"coord": torch.from_numpy(np.stack([c for c, _ in inputs])).to(device),
+                "feat": torch.from_numpy(np.stack([f for _, f in inputs])).to(device)}
+
     @torch.no_grad()
     def scene_scores(self, algorithm, device: torch.device, s: int, batch_size: int = 16,
                      features: list | None = None, voxels: bool = False) -> np.ndarray:
@@ -167,16 +172,27 @@ class SceneDataset(Dataset):
         scene, blocks = self.scenes[s], self.blocks[s]
         logits = []
         for start in range(0, len(blocks), batch_size):
-            part = blocks[start:start + batch_size]
-            inputs = [block_inputs(scene, b.indices, b.origin, self.block_size, self.colour) for b in part]
-            batch = {"coord": torch.from_numpy(np.stack([c for c, _ in inputs])).to(device),
-                     "feat": torch.from_numpy(np.stack([f for _, f in inputs])).to(device)}
-            f = algorithm.features(batch)
+            f = algorithm.features(self._batch(scene, blocks[start:start + batch_size], device))
             logits += list(algorithm.task_head(f).float().transpose(1, 2).cpu().numpy())
             if features is not None:
                 features.append(f.float().mean(dim=2).cpu().numpy())
         scores = vote(len(scene.xyz), blocks, logits)
         return scores if voxels else scores[scene.index]
+
+    @torch.no_grad()
+    def block_features(self, algorithm, device: torch.device, n: int, batch_size: int = 16) -> np.ndarray:
+        """Pooled features (mean over points) of the first `n` blocks, scenes in turn."""
+        was_training = algorithm.training
+        algorithm.eval()
+        out: list[np.ndarray] = []
+        for scene, blocks in zip(self.scenes, self.blocks):
+            for start in range(0, len(blocks), batch_size):
+                if sum(map(len, out)) >= n:
+                    break
+                batch = self._batch(scene, blocks[start:start + batch_size], device)
+                out.append(algorithm.features(batch).float().mean(dim=2).cpu().numpy())
+        algorithm.train(was_training)
+        return np.concatenate(out)[:n]
 
     def predict(self, algorithm, device: torch.device, max_features: int = 2000):
         """Confusion matrix over every labeled original point, and pooled block features."""
