@@ -61,8 +61,11 @@ STATS = ("comp_bg", "comp_main", "comp_tie", "median_err_mm", "thick_main_mm", "
 FITTED = ("keep_background", "keep_main", "keep_tie", "disparity_noise_px", "thicken_m",
           "outlier_fraction", "width50_px")  # width50_px: moved only once a keep hits 1
 REPORTED = (*FITTED, "pixel_stride")  # pixel_stride: integer, selected by screening
-DEFAULT_STRIDES = {"mild": [2, 3], "typical": [2, 3], "harsh": [1, 2, 3]}
+# pixel_stride is the fast model's sampling density (mvs: up to a point per pixel): the
+# coarsest stride that still reaches mvs's completeness is wanted; it is selected per preset.
+DEFAULT_STRIDES = {"mild": [2, 3], "typical": [2], "harsh": [1]}
 TOL = 0.20  # the issue's acceptance band: |fast - mvs| / mvs <= 20%
+ISSUE_STATS = STATS[:6]  # the statistics the issue names; outliers are reported besides
 FAST_SEED = 12345  # rng of every fast evaluation (per scene: FAST_SEED + index)
 
 
@@ -142,9 +145,16 @@ def rel(fast: float, mvs: float) -> float:
     return (fast - mvs) / abs(mvs) if mvs and np.isfinite(mvs) and np.isfinite(fast) else math.nan
 
 
+OUTLIER_WEIGHT = [0.25]  # weight of the outlier statistic in the objective (--outlier-weight)
+
+
 def objective(fast: list[dict], mvs: list[dict]) -> float:
-    err = [rel(f[k], m[k]) for f, m in zip(fast, mvs) for k in STATS]
-    return float(sum(e * e for e in err if np.isfinite(e)))
+    """Sum over scenes and statistics of the squared relative error; the outlier share
+    (not in the issue's list, and mostly set by the depth-noise tail the model's Gaussian
+    noise cannot shape) enters with OUTLIER_WEIGHT so it cannot dominate the fit."""
+    err = [(OUTLIER_WEIGHT[0] if k == "outliers" else 1.0) * rel(f[k], m[k]) ** 2
+           for f, m in zip(fast, mvs) for k in STATS]
+    return float(sum(e for e in err if np.isfinite(e)))
 
 
 def mean_stats(rows: list[dict]) -> dict:
@@ -155,7 +165,8 @@ def base_params(preset_name: str) -> ArtefactParams:
     """The preset's current values, with the physical constants of its capture copied
     from the mvs preset (stereo baseline, merge voxel)."""
     rp = RECONSTRUCTION_PRESETS[preset_name]
-    return replace(ARTEFACT_PRESETS[preset_name], baseline_m=rp.baseline, voxel_m=rp.voxel_size)
+    return replace(ARTEFACT_PRESETS[preset_name], baseline_m=rp.baseline, voxel_m=rp.voxel_size,
+                   stride_ref_width_px=rp.image_size[0])
 
 
 def with_vector(p: ArtefactParams, x: dict) -> ArtefactParams:
@@ -310,8 +321,11 @@ def main() -> None:
                     help="fast-model evaluations (each over all fit scenes) per preset")
     ap.add_argument("--fixed-point-iters", type=int, default=10)
     ap.add_argument("--strides", nargs="+", default=None, metavar="PRESET=S1,S2",
-                    help="candidate pixel strides per preset (default mild=2,3 typical=2,3 "
-                         "harsh=1,2,3: stride 1 only where 2 leaves points >= ~9 mm apart)")
+                    help="candidate pixel strides per preset, at the 960x720 images (default "
+                         "mild=2,3 typical=2 harsh=1: harsh at stride 2 stays 25-40%% short "
+                         "of mvs's completeness even with every keep at 1)")
+    ap.add_argument("--outlier-weight", type=float, default=OUTLIER_WEIGHT[0],
+                    help="weight of the outlier share in the objective (the others: 1)")
     ap.add_argument("--screen-iters", type=int, default=2,
                     help="fixed-point evaluations per candidate stride in the screening")
     ap.add_argument("--status-note", default=None,
@@ -328,6 +342,7 @@ def main() -> None:
     for spec in args.strides or []:
         k, v = spec.split("=")
         strides[k] = [int(t) for t in v.split(",")]
+    OUTLIER_WEIGHT[0] = args.outlier_weight
     note = Path(args.status_note).read_text().strip() if args.status_note else None
     if args.render_only:
         rep_ = json.loads((out / "fast_calibration.json").read_text())
@@ -342,14 +357,16 @@ def main() -> None:
                          "--fit-scenes", *args.fit_scenes, "--heldout-scenes",
                          *args.heldout_scenes, "--max-evals", str(args.max_evals),
                          "--fixed-point-iters", str(args.fixed_point_iters),
-                         "--screen-iters", str(args.screen_iters), "--strides",
+                         "--screen-iters", str(args.screen_iters),
+                         "--outlier-weight", f"{args.outlier_weight:g}", "--strides",
                          *(f"{k}={','.join(map(str, strides[k]))}" for k in args.presets)]),
                     "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                                f"{os.cpu_count()} CPUs visible, OMP_NUM_THREADS="
                                f"{os.environ.get('OMP_NUM_THREADS', 'unset')}",
                     "image_size": size, "fit_scenes": args.fit_scenes,
                     "heldout_scenes": args.heldout_scenes, "fast_seed": FAST_SEED,
-                    "tolerance": TOL, "presets": {}}
+                    "tolerance": TOL, "outlier_weight": args.outlier_weight,
+                    "presets": {}}
     for name in args.presets:
         print(f"[{name}]", flush=True)
         t0 = time.perf_counter()
@@ -432,13 +449,17 @@ def markdown(r: dict) -> str:
          "the class's surface with a point within 1 cm; median error = median distance of "
          "non-outlier points to the surface (depth-noise proxy); thickening = median outward "
          "offset of bar points; outliers = share of points > 2 cm from any surface.", "",
-         "Fitted: " + ", ".join(f"`{k}`" for k in FITTED) + ", and the integer "
-         "`pixel_stride` selected among candidates (each screened by a short fixed point from "
-         "the preset's start); `baseline_m` and `voxel_m` copied from the mvs preset; "
-         "everything else kept. Objective: sum over fit scenes and the 7 statistics of the "
-         "squared relative error; damped fixed-point iteration (steps: scene-geometric-mean "
-         "ratio mvs / fast, damped) then, when evaluations are left, Nelder-Mead polish; "
-         "best point kept.", ""]
+         "Fitted: " + ", ".join(f"`{k}`" for k in FITTED) + "; the integer "
+         "`pixel_stride` (sampling density, a speed knob) selected per preset among the "
+         "candidates in the command (each screened by a short fixed point from the preset's "
+         "start; it scales with the image width, `stride_ref_width_px` = 960, so at small "
+         "images every preset samples at stride 1); "
+         "`baseline_m` and `voxel_m` copied from the mvs preset; everything else kept. "
+         "Objective: sum over fit scenes and the 7 statistics of the squared relative error, "
+         f"the outlier share weighted {r.get('outlier_weight', 1.0):g} (it is not one of the "
+         "issue's statistics); damped fixed-point iteration (steps: scene-geometric-mean "
+         "ratio mvs / fast, damped, backtracking) then, when evaluations are left, "
+         "Nelder-Mead polish; best point kept.", ""]
     bad_all = []
     for name, p in r["presets"].items():
         f = p["fit"]
@@ -477,12 +498,20 @@ def markdown(r: dict) -> str:
                 L.append(f"| {s} | {mode} | " + " | ".join(fmt(k, rows[s][k]) for k in STATS)
                          + " |")
         L.append("")
+    bad_issue = [b for b in bad_all if not b.endswith("/outliers")]
+    bad_out = [b for b in bad_all if b.endswith("/outliers")]
     L += ["## Verdict", "",
-          ("Every statistic of every calibrated preset lies within +-20% of mvs on the "
-           "held-out scenes (scene means)." if not bad_all else
-           "Outside +-20% on the held-out scenes (scene means): " + ", ".join(bad_all)
-           + ". These are NOT hidden: the fast model cannot reproduce them with the fitted "
-           "parameters on these scenes (see the per-scene differences above)."), ""]
+          ("The issue's six statistics (completeness bg/main/tie, median error, thickening "
+           "main/tie) of every calibrated preset lie within +-20% of mvs on the held-out "
+           "scenes (scene means)." if not bad_issue else
+           "Of the issue's six statistics, outside +-20% on the held-out scenes (scene "
+           "means): " + ", ".join(bad_issue) + "."),
+          "",
+          ("Outlier share (reported, not one of the issue's statistics): "
+           + ("within +-20% for every preset." if not bad_out else
+              "outside +-20% for " + ", ".join(bad_out) + ".")),
+          "",
+          "Nothing is hidden: see the per-scene differences above.", ""]
     return "\n".join(L)
 
 
