@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps test demo lint clean-runs
+.PHONY: setup system-deps test demo demo-paper lint clean-runs
 
 setup: system-deps $(STAMP)
 
@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml
 test: setup
 	$(PY) -m pytest
 
+# The 3D rebar experiment's quick profile: fast target, 12 small scenes, one seed.
 demo: setup
+	$(VENV)/bin/da reproduce rebar3d --profile quick
+
+# The DANN paper's experiments (two moons, Digits -> Digits-M), quick profile.
+demo-paper: setup
 	$(VENV)/bin/da reproduce moons --profile quick
 	$(VENV)/bin/da reproduce digits --profile quick
 
