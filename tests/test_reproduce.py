@@ -134,3 +134,15 @@ def test_train_and_config_commands(tmp_path, data_root, capsys):
     assert '"target_acc"' in capsys.readouterr().out
     assert main(["train", *base, "optim.lrr=1"]) == 2
     assert "optim.lrr" in capsys.readouterr().err
+
+
+def test_every_committed_table_resolves_for_every_profile():
+    from pathlib import Path
+
+    from da.reproduce import load_table, row_config
+
+    for path in sorted((REPO / "experiments/tables").glob("*.yaml")):
+        table = load_table(str(path))
+        for profile in table.profiles:
+            for row in table.rows:  # builds each row's config: unknown keys would raise here
+                row_config(table, profile, row, 0, Path("runs"))
