@@ -119,8 +119,9 @@ def test_profile_rows_restrict_the_table(tmp_path, table):
                  "--runs", str(tmp_path / "runs")]) == 0
     result = json.loads((out / "small.quick.json").read_text())  # the profile's table, not a subset
     assert [r["name"] for r in result["rows"]] == ["source_only", "dann[lambda_max=6.0]"]
-    small.write_text(text.replace("'dann[lambda_max=6*'", "nothing*"))
-    assert main(["reproduce", str(small), "--profile", "quick", "--out", str(out)]) == 2
+    small.write_text(text.replace("rows: [source_only, 'dann[lambda_max=6*']", "rows: [nothing*]"))
+    assert main(["reproduce", str(small), "--profile", "quick", "--out", str(out),
+                 "--runs", str(tmp_path / "runs")]) == 2
 
 
 def test_train_and_config_commands(tmp_path, data_root, capsys):
