@@ -162,3 +162,22 @@ def test_train_resume_predict_end_to_end(r3d, tmp_path):
     nan = tmp_path / "nan.xyz"
     nan.write_text("0 0 0\nnan 1 2\n")
     assert da_main(["predict", str(run_dir), str(nan), "--out", str(tmp_path / "x.ply")]) == 2
+
+
+def test_to_training_frame_scale_reference_and_up():
+    from da.predict import to_training_frame
+
+    rng = np.random.default_rng(1)
+    ground = np.c_[rng.uniform(0, 4, (3000, 2)), np.zeros(3000)]
+    post = np.c_[np.full((500, 2), 2.0) + rng.normal(0, 0.01, (500, 2)), rng.uniform(0, 1.5, 500)]
+    xyz = np.vstack([ground, post])  # metres, z up, ground at 0
+    r = rotation_to_z(np.array([0.0, 1.0, 0.0]))
+    user = PointCloud((xyz @ r * 0.25 + [5.0, -3.0, 7.0]).astype(np.float64))  # +Y up, 1/4 scale
+    p1, p2 = user.xyz[0], user.xyz[1]
+    true_length = float(np.linalg.norm(xyz[0] - xyz[1]))
+    for kwargs in ({"scale": 4.0, "up": "y"}, {"reference": (p1, p2, true_length), "up": "auto"}):
+        out = to_training_frame(user, **kwargs).xyz
+        assert np.ptp(out[:3000, 2]) < 1e-4 and abs(np.percentile(out[:, 2], 1)) < 1e-3  # ground at 0
+        assert np.isclose(out[3000:, 2].max(), xyz[3000:, 2].max(), atol=1e-3)  # post height in metres
+    with pytest.raises(ValueError, match="either a scale or a reference"):
+        to_training_frame(user, scale=2.0, reference=(p1, p2, 1.0))
