@@ -36,7 +36,7 @@ def cmd_reproduce(args) -> int:
     from da.reproduce import command_line, reproduce
 
     reproduce(args.table, args.profile, args.seeds, Path(args.out), Path(args.runs), command_line(),
-              args.rows)
+              args.rows, args.finished_only)
     return 0
 
 
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="experiments/results", help="where TABLE.PROFILE.md/.json go")
     p.add_argument("--runs", default="runs", help="root of the run folders")
     p.add_argument("--rows", nargs="+", default=None, help="only rows matching these patterns (fnmatch)")
+    p.add_argument("--finished-only", action="store_true",
+                   help="train nothing: tabulate the finished runs (-> NAME.PROFILE.partial.* if some are missing)")
     p.set_defaults(fn=cmd_reproduce)
 
     p = sub.add_parser("evaluate", help="evaluate a run folder's checkpoint")

@@ -199,13 +199,14 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
              f"Machine: {result['machine']}  ",
              f"Seeds: {result['seeds']}; numbers are mean ± std (sample std) over seeds, "
              "taken at the LAST checkpoint.", ""]
-    header = ["row", "algorithm"] + metrics
+    per_row = len({len(r["seeds"]) for r in result["rows"]}) > 1
+    header = ["row", "algorithm"] + (["seeds"] if per_row else []) + metrics
     has_gap = any("gap_closed" in r for r in result["rows"])
     if has_gap:
         header.append("gap closed")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in result["rows"]:
-        cells = [r["name"], r["algorithm"]]
+        cells = [r["name"], r["algorithm"]] + ([",".join(map(str, r["seeds"]))] if per_row else [])
         for m in metrics:
             s = r["metrics"][m]
             # one seed has no spread: print the value alone rather than a fake "± 0"
@@ -216,6 +217,8 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
                 gap += f" (vs {r['baseline']})"
             cells.append(gap)
         lines.append("| " + " | ".join(cells) + " |")
+    if result.get("missing_runs"):
+        lines += ["", "**Partial table** (`--finished-only`): not run: " + ", ".join(result["missing_runs"]) + "."]
     if not has_gap and any(r["role"] == "oracle" for r in result["rows"]):
         lines += ["", "No gap closed is given: the train-on-target row does not beat the "
                   "source-only row on the primary metric, so there is no gap to close."]
@@ -227,8 +230,12 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
 
 def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = None,
               out_dir: Path = Path("experiments/results"), runs_root: Path = Path("runs"),
-              command: str | None = None, only_rows: list[str] | None = None) -> dict:
-    """only_rows: fnmatch patterns; only matching rows run (e.g. to split a table over processes)."""
+              command: str | None = None, only_rows: list[str] | None = None,
+              finished_only: bool = False) -> dict:
+    """only_rows: fnmatch patterns; only matching rows run (e.g. to split a table over processes).
+    finished_only: train nothing; tabulate the runs already done (a row keeps the seeds
+    it has, rows with none are listed as missing) into NAME.PROFILE.partial.* when any
+    run is missing."""
     from fnmatch import fnmatch
 
     table = load_table(name)
@@ -242,11 +249,16 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
                 raise ConfigError(f"{table.path}: no row matches {what} {patterns}")
     seeds = list(seeds if seeds is not None else prof.get("seeds", table.seeds))
     configs = {(row.name, s): row_config(table, profile, row, s, runs_root) for row in table.rows for s in seeds}
-    rows = []
+    rows, missing = [], []
     for row in table.rows:
         values: dict[str, list[float]] = {m: [] for m in table.metrics}
         commits = set()
-        for seed in seeds:
+        row_seeds = [s for s in seeds if not finished_only
+                     or (run_dir(runs_root, table, profile, row, s) / "done").exists()]
+        missing += [f"{row.name} seed {s}" for s in seeds if s not in row_seeds]
+        if not row_seeds:
+            continue
+        for seed in row_seeds:
             cfg = configs[(row.name, seed)]
             path = train(cfg)
             commits.add(run_commit(path))
@@ -255,10 +267,10 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
                 if m not in final:
                     raise ConfigError(f"{table.path}: metric '{m}' not logged; logged: {sorted(final)}")
                 values[m].append(final[m])
-        algorithm = configs[(row.name, seeds[0])].algorithm.name
+        algorithm = configs[(row.name, row_seeds[0])].algorithm.name
         rows.append({"name": row.name, "algorithm": algorithm, "role": row.role, "baseline": row.baseline,
-                     "seeds": seeds,
-                     "run_dirs": [str(run_dir(runs_root, table, profile, row, s)) for s in seeds],
+                     "seeds": row_seeds,
+                     "run_dirs": [str(run_dir(runs_root, table, profile, row, s)) for s in row_seeds],
                      "run_commits": sorted(commits),
                      "metrics": {m: summarise(v) for m, v in values.items()}})
     gap_closed(rows, table.primary_metric)
@@ -270,10 +282,12 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         "machine": machine_summary(), "primary_metric": table.primary_metric, "seeds": seeds,
         "rows": rows,
     }
+    if missing:
+        result["missing_runs"] = missing
     out_dir.mkdir(parents=True, exist_ok=True)
     # A subset (--rows, or other seeds than the profile's) must not overwrite the full table.
     subset = bool(only_rows) or seeds != list(prof.get("seeds", table.seeds))
-    stem = out_dir / f"{table.name}.{profile}{'.subset' if subset else ''}"
+    stem = out_dir / f"{table.name}.{profile}{'.subset' if subset else ''}{'.partial' if missing else ''}"
     if table.figure:
         from da.figures import make_figure
 

@@ -147,3 +147,18 @@ def test_every_committed_table_resolves_for_every_profile():
         for profile in table.profiles:
             for row in table.rows:  # builds each row's config: unknown keys would raise here
                 row_config(table, profile, row, 0, Path("runs"))
+
+
+def test_finished_only_tabulates_what_is_done_and_trains_nothing(table, tmp_path):
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    base = ["reproduce", str(table), "--profile", "quick", "--out", str(out), "--runs", str(runs)]
+    assert main(base + ["--rows", "source_only", "train_on_target"]) == 0  # both seeds
+    assert main(base + ["--rows", "dann_lr0.1", "--seeds", "0"]) == 0
+    assert main(base + ["--finished-only"]) == 0
+    result = json.loads((out / "tiny.quick.partial.json").read_text())
+    seeds = {r["name"]: r["seeds"] for r in result["rows"]}
+    assert seeds == {"source_only": [0, 1], "train_on_target": [0, 1], "dann_lr0.1": [0]}
+    assert "dann[lambda_max=1.0] seed 0" in result["missing_runs"]
+    assert not (runs / "tables/tiny/quick/dann_lambda_max1.0").exists()  # nothing was trained
+    md = (out / "tiny.quick.partial.md").read_text()
+    assert "Partial table" in md and "| dann_lr0.1 | dann | 0 |" in md
