@@ -21,7 +21,6 @@ blobs into "tie". `class_weighting: none` switches it off.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from da.data import DATASETS, DomainData, dataset_folder
 from da.data.blocks import BlockDataset, Scene, SceneDataset, prepare_scene
 from da.registry import register
 from data_tools.io import PointCloud, read_cloud
-from data_tools.splits import DatasetFileError
+from data_tools.splits import DatasetFileError, read_manifest
 
 NUM_CLASSES = 3  # 0 background, 1 main rebar, 2 tie; 255 ignore
 
@@ -136,13 +135,6 @@ def _save_cache(path: Path, scene: Scene) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)  # atomic: a killed run never leaves a torn cache file
-
-
-def read_manifest(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetFileError(f"{folder / 'manifest.json'}: cannot read ({exc})") from None
 
 
 def load_split(folder: Path, manifest: dict, split: str, labeled: bool, voxel: float) -> list[Scene]:
