@@ -62,6 +62,7 @@ class TrainConfig:
     num_workers: int = 0
     embedding_samples: int = 300  # per domain, for TensorBoard's projector at the end; 0 = off
     progress_bar: bool = True
+    dtype: str = "float32"  # float32 | float64 (numerics checks; AMP needs float32)
 
 
 @dataclass
@@ -152,6 +153,8 @@ def validate(cfg: Config, where: str = "config") -> None:
         raise ConfigError(f"{where}: optim.schedule must be one of {sorted(LR_SCHEDULES)}")
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:
         raise ConfigError(f"{where}: train.steps and train.batch_size must be >= 1")
+    if cfg.train.dtype not in ("float32", "float64"):
+        raise ConfigError(f"{where}: train.dtype must be float32 or float64, got '{cfg.train.dtype}'")
     for key in ("eval_every", "checkpoint_every", "log_every"):
         if getattr(cfg.train, key) < 1:
             raise ConfigError(f"{where}: train.{key} must be >= 1")

@@ -68,7 +68,8 @@ def build_run(cfg: Config, device: torch.device, data: DomainData | None = None)
     checkpoint.seed_everything(cfg.seed)
     data = build_data(cfg.data) if data is None else data
     parts = build_model(cfg.model, data)
-    algorithm = build_algorithm(cfg.algorithm, parts.feature_extractor, parts.task_head).to(device)
+    algorithm = build_algorithm(cfg.algorithm, parts.feature_extractor, parts.task_head)
+    algorithm = algorithm.to(device, dtype=DTYPES[cfg.train.dtype])
     algorithm.class_weights = data.class_weights  # None = plain cross-entropy
     feature_ids = {id(p) for p in algorithm.feature_parameters()}
     groups = [
@@ -91,8 +92,19 @@ def use_amp(cfg: Config, device: torch.device) -> bool:
     return cfg.optim.amp and device.type == "cuda"
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+# train.dtype: float64 exists to check that a result does not hinge on float32 rounding.
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device,
+              dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Moves a batch; floating inputs take the model's dtype (labels stay integers)."""
+    return {k: v.to(device, dtype=dtype if v.is_floating_point() else None, non_blocking=True)
+            for k, v in batch.items()}
+
+
+def model_dtype(module: torch.nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
 
 
 def iterate(dataset, batch_size: int):
@@ -118,8 +130,9 @@ def predict_split(algorithm: Algorithm, dataset, device: torch.device, batch_siz
     algorithm.eval()
     cm, feats, labels, dense = None, [], [], False
     n_feats = 0
+    dtype = model_dtype(algorithm)
     for batch in iterate(dataset, batch_size):
-        batch = to_device(batch, device)
+        batch = to_device(batch, device, dtype)
         f = algorithm.features(batch)
         logits = algorithm.task_head(f)
         dense = logits.dim() > 2
@@ -170,8 +183,11 @@ def check_run_dir(run_dir: Path, cfg: Config) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, data: DomainData | None = None):
+        """data: splits built elsewhere (e.g. reverse validation's swapped domains);
+        None = build them from cfg.data."""
         self.cfg = cfg
+        self.data = data
         self.run_dir = run_dir_of(cfg)
         self.device = resolve_device(cfg.device)
 
@@ -188,7 +204,7 @@ class Trainer:
             return run_dir
         text = to_yaml(cfg)
         print(f"run folder: {run_dir}\n{text}", flush=True)
-        run = build_run(cfg, self.device)  # before config.yaml: a config that cannot build leaves no folder
+        run = build_run(cfg, self.device, self.data)  # before config.yaml: a config that cannot build leaves no folder
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(text)
         source = EndlessLoader(run.data.source_train, cfg.train.batch_size, cfg.seed, True,
@@ -231,6 +247,7 @@ class Trainer:
         amp = use_amp(cfg, self.device)
         autocast = torch.autocast(self.device.type, dtype=torch.float16) if amp else nullcontext()
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        dtype = DTYPES[cfg.train.dtype]
         sums, count = state["sums"], state["count"]
         run.algorithm.train()
         bar = tqdm(total=steps, initial=state["step"], disable=not cfg.train.progress_bar,
@@ -241,8 +258,8 @@ class Trainer:
                 bar.close()
                 return False
             progress = step / steps
-            src = to_device(next(source), self.device)
-            tgt = to_device(next(target), self.device) if target is not None else None
+            src = to_device(next(source), self.device, dtype)
+            tgt = to_device(next(target), self.device, dtype) if target is not None else None
             with autocast:
                 losses = run.algorithm.losses(src, tgt, progress)
             total = losses["total"]
@@ -370,8 +387,8 @@ class Trainer:
         log.embedding(np.concatenate(feats), domains, labels, self.cfg.train.steps)
 
 
-def train(cfg: Config, stop_after: int | None = None) -> Path:
-    return Trainer(cfg).fit(stop_after)
+def train(cfg: Config, stop_after: int | None = None, data: DomainData | None = None) -> Path:
+    return Trainer(cfg, data).fit(stop_after)
 
 
 def load_trained(run_dir: Path, checkpoint_name: str = "last.pt", device: str = "cpu",

@@ -1,20 +1,32 @@
-"""DANN beats a plain network on the rotated two-moons target, seed by seed."""
+"""DANN beats a plain network on the rotated two-moons target, on the mean over seeds.
 
-import pytest
+One seed's margin after a short training is not a property of the method: another CPU
+(BLAS kernels, thread count) changes the last bits and acts like another seed (seed 2 gave
+0.770 vs 0.799 on one machine and passed on another). The moons table's protocol (constant
+lr 0.2, momentum 0.9, lambda up to 6) is chaotic: float64 instead of float32 moved one
+seed's DANN accuracy from 0.93 to 0.69. So the test uses a calmer protocol (the paper's
+annealed learning rate from 0.5) and asserts the MEAN over five seeds, with a threshold
+far below what every setting gave: experiments/results/moons_test_margin.md (10 seeds, 1
+and 2 threads, float32 and float64) reports the smallest mean margin over any 5 seeds.
+"""
 
 from da.config import load_config
 from da.logging import read_results
 from da.train import train
 from tests.conftest import moons_configs
 
-SHORT = ["train.eval_every=2000", "train.checkpoint_every=2000", "train.embedding_samples=0"]
+SHORT = ["train.eval_every=2000", "train.checkpoint_every=2000", "train.embedding_samples=0",
+         "optim.schedule=dann", "optim.lr=0.5"]
+SEEDS = [0, 1, 2, 3, 4]
+MIN_MARGIN = 0.03  # mean target-accuracy gain asserted; every margin seen was >= 2.4x this
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_dann_beats_source_only_on_moons(seed, tmp_path, moons_overrides):
-    acc = {}
-    for dann in (False, True):
-        cfg = load_config(moons_configs(dann), moons_overrides + SHORT + [
-            f"seed={seed}", f"run_dir={tmp_path / str(dann)}"])
-        acc[dann] = read_results(train(cfg))[-1]["target_acc"]
-    assert acc[True] > acc[False] + 0.03, acc
+def test_dann_beats_source_only_on_moons_mean_over_seeds(tmp_path, moons_overrides):
+    acc = {False: [], True: []}
+    for seed in SEEDS:
+        for dann in (False, True):
+            cfg = load_config(moons_configs(dann), moons_overrides + SHORT + [
+                f"seed={seed}", f"run_dir={tmp_path / f'{dann}{seed}'}"])
+            acc[dann].append(read_results(train(cfg))[-1]["target_acc"])
+    margin = sum(acc[True]) / len(SEEDS) - sum(acc[False]) / len(SEEDS)
+    assert margin > MIN_MARGIN, acc
