@@ -37,10 +37,14 @@ class DannConfig(AlgorithmConfig):
     gamma: float = 10.0
     disc_hidden: list[int] = field(default_factory=lambda: [1024, 1024])
     disc_dropout: float = 0.0
+    # Zero weights and biases (only sensible without hidden layers: a hidden layer at zero
+    # never breaks symmetry); the authors' shallow DANN starts its regressor there.
+    disc_zero_init: bool = False
     bn_mode: str = "separate"  # separate | joint (see module docstring)
     # Weight of the domain loss for BOTH the classifier and (times lambda) the features.
     # 1 = the deep DANN of the paper; the shallow DANN of its Algorithm 1 (two moons)
-    # scales both by lambda, which is domain_weight = lambda with lambda_max = 1.
+    # scales both by lambda and SUMS the source and target terms, which our averaged loss
+    # matches with domain_weight = 2 * lambda and lambda_max = 1 (moons_paper_dann.yaml).
     domain_weight: float = 1.0
     target_entropy: float = 0.0  # weight of mean prediction entropy on target (DANN+E); 0 = paper
     # Which features the domain classifier sees, for dense tasks (per pixel / per point):
@@ -61,6 +65,8 @@ class DannConfig(AlgorithmConfig):
             raise ValueError(f"domain_level must be dense, global or both, got '{self.domain_level}'")
         if self.global_pool not in ("max", "mean"):
             raise ValueError(f"global_pool must be max or mean, got '{self.global_pool}'")
+        if self.disc_zero_init and self.disc_hidden:
+            raise ValueError("disc_zero_init needs disc_hidden: [] (hidden units at zero never break symmetry)")
         if self.bn_mode not in ("joint", "separate"):
             raise ValueError(f"bn_mode must be joint or separate, got '{self.bn_mode}'")
 
@@ -74,7 +80,8 @@ class DANN(Algorithm):
         cfg.validate()
         def adversary() -> DomainAdversarialLoss:
             return DomainAdversarialLoss(DomainClassifier(feature_extractor.num_features,
-                                                          list(cfg.disc_hidden), cfg.disc_dropout))
+                                                          list(cfg.disc_hidden), cfg.disc_dropout,
+                                                          cfg.disc_zero_init))
 
         # `domain_loss` keeps its name (dense level) so older checkpoints still load.
         self.domain_loss = adversary() if cfg.domain_level in ("dense", "both") else None

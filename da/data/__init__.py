@@ -117,6 +117,9 @@ class MoonsConfig(DataConfig):
     noise: float = 0.1
     data_seed: int = 0
     jitter: float = 0.05  # std of coordinate noise when augment=true
+    # != 1: inputs become (x - centre) * scale. The authors' two-moons script centres the
+    # data and doubles it (their per-example SGD learning rate is set for that scale).
+    scale: float = 1.0
 
 
 @register(DATASETS, "moons", MoonsConfig)
@@ -128,7 +131,13 @@ def build_moons(cfg: MoonsConfig) -> DomainData:
                   seed=cfg.data_seed)
     folder = dataset_folder(cfg.root, "moons", params, make)
     augment = (lambda x, g: transforms.jitter(x, g, cfg.jitter)) if cfg.augment else None
-    s = load_splits(folder, cfg.target_labeled, "x", None, augment)
+    prepare = None
+    if cfg.scale != 1.0:
+        from data_tools.moons import CENTRE
+
+        centre = torch.as_tensor(CENTRE, dtype=torch.float32)
+        prepare = lambda x: (x - centre) * cfg.scale  # noqa: E731
+    s = load_splits(folder, cfg.target_labeled, "x", prepare, augment)
     return DomainData(s["source_train"], s["source_val"], s["target_train"], s["target_test"],
                       s["num_classes"], "x", (2,))
 

@@ -19,10 +19,15 @@ class MLPConfig(ModelConfig):
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [15])
     activation: str = "sigmoid"  # the paper's shallow DANN uses sigmoid units
+    # default: PyTorch's Linear init | glorot: uniform +-sqrt(6 / (fan_in + fan_out))
+    # weights and zero biases, as the DANN authors' numpy code initialises its network.
+    init: str = "default"
 
     def validate(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got '{self.activation}'")
+        if self.init not in ("default", "glorot"):
+            raise ValueError(f"init must be default or glorot, got '{self.init}'")
         if not self.hidden:
             raise ValueError("hidden needs at least one layer: the features live there")
 
@@ -49,4 +54,10 @@ def build_mlp(cfg: MLPConfig, data) -> ModelParts:
         in_features *= s
     cfg.validate()
     features = MLPFeatures(in_features, list(cfg.hidden), cfg.activation, data.input_key)
-    return ModelParts(features, nn.Linear(features.num_features, data.num_classes))
+    head = nn.Linear(features.num_features, data.num_classes)
+    if cfg.init == "glorot":
+        for layer in [*features.net, head]:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+    return ModelParts(features, head)
