@@ -36,7 +36,7 @@ def cmd_reproduce(args) -> int:
     from da.reproduce import command_line, reproduce
 
     reproduce(args.table, args.profile, args.seeds, Path(args.out), Path(args.runs), command_line(),
-              args.rows, args.finished_only)
+              args.rows, args.finished_only, args.allow_dirty)
     return 0
 
 
@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", nargs="+", default=None, help="only rows matching these patterns (fnmatch)")
     p.add_argument("--finished-only", action="store_true",
                    help="train nothing: tabulate the finished runs (-> NAME.PROFILE.partial.* if some are missing)")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="train a non-quick profile from uncommitted code anyway (the table says so)")
     p.set_defaults(fn=cmd_reproduce)
 
     p = sub.add_parser("evaluate", help="evaluate a run folder's checkpoint")

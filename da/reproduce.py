@@ -14,12 +14,20 @@ A table YAML (experiments/tables/NAME.yaml):
         configs: [experiments/configs/extra.yaml]
         overrides: [algorithm.lambda_max=0.3]
         grid: {algorithm.lambda_max: [0.1, 0.3]}   # optional: a sweep, one row per combination
+        select: [reverse, dev, source_val]        # optional, with grid: unsupervised model selection
     profiles:
       quick: {overrides: [train.steps=300], seeds: [0, 1], rows: [source_only, dann*]}
       standard: {}
     figure: moons_boundaries     # optional, from da.figures
 
 A profile's `rows` (fnmatch patterns, optional) restricts it to the matching rows.
+
+`select` (da.validation) scores every grid point of a row, seed by seed, with each listed
+validator only; per seed the best-scored grid point is picked, and the table gains one row
+per validator, "NAME <- VALIDATOR", holding the picked runs (mean ± std over seeds). For
+comparison only, the row "NAME <- target labels" picks by target-test accuracy: that
+is what no real user can do, and the markdown says so. The first validator is the one
+the table stands behind.
 
 Order of merging: table configs, row configs, profile overrides, row overrides, then
 seed / name / run_dir. Runs already `done` are skipped, so an interrupted table resumes.
@@ -44,7 +52,7 @@ from da.provenance import git_state, machine_summary
 from da.train import train
 
 TABLE_KEYS = {"description", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles", "figure"}
-ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline"}
+ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline", "select"}
 PROFILE_KEYS = {"overrides", "seeds", "rows"}
 ROLES = {"source_only", "adapted", "oracle", None}
 # Derived from results.jsonl: target accuracy at the evaluation with the best source-val
@@ -59,6 +67,8 @@ class Row:
     configs: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
     baseline: str | None = None  # source-only row for the gap closed (default: role source_only)
+    family: str | None = None  # the grid row this one was expanded from
+    select: list[str] = field(default_factory=list)  # validators choosing among the family
 
 
 @dataclass
@@ -83,11 +93,20 @@ def _check(keys, valid: set, where: str) -> None:
 
 def expand_grid(row: dict, where: str) -> list[Row]:
     """A row with `grid` becomes one row per combination of the listed values."""
+    from da.validation import VALIDATORS
+
+    select = list(row.get("select") or [])
     base = Row(row["name"], row.get("role"), list(row.get("configs", [])), list(row.get("overrides", [])),
-               row.get("baseline"))
+               row.get("baseline"), row["name"], select)
     if base.role not in ROLES:
         raise ConfigError(f"{where}: row '{base.name}' has role '{base.role}'; valid: source_only, adapted, oracle")
+    unknown = [v for v in select if v not in VALIDATORS]
+    if unknown:
+        raise ConfigError(f"{where}: row '{base.name}' selects with unknown validator(s) {unknown}; "
+                          f"registered: {', '.join(sorted(VALIDATORS))}")
     grid = row.get("grid") or {}
+    if select and not grid:
+        raise ConfigError(f"{where}: row '{base.name}' has `select` but no `grid` to select from")
     if not grid:
         return [base]
     keys = list(grid)
@@ -95,7 +114,8 @@ def expand_grid(row: dict, where: str) -> list[Row]:
     for values in itertools.product(*(grid[k] for k in keys)):
         pairs = [f"{k}={v}" for k, v in zip(keys, values)]
         label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
-        rows.append(Row(f"{base.name}[{label}]", base.role, base.configs, base.overrides + pairs, base.baseline))
+        rows.append(Row(f"{base.name}[{label}]", base.role, base.configs, base.overrides + pairs, base.baseline,
+                        base.name, select))
     return rows
 
 
@@ -189,6 +209,96 @@ def gap_closed(rows: list[dict], primary: str) -> None:
             r["gap_closed"] = (r["metrics"][primary]["mean"] - lo) / (hi - lo)
 
 
+TARGET_PICK = "target labels"  # the selection no user can make; shown for comparison only
+
+
+def _picked_row(family: str, by: str, members: list[dict], picks: dict[int, str], metrics: list[str]) -> dict:
+    """A table row made of, for each seed, the run of the grid point picked for that seed."""
+    by_name = {m["name"]: m for m in members}
+    seeds = sorted(picks)
+    values = {k: [by_name[picks[s]]["per_seed"][s][k] for s in seeds] for k in metrics}
+    first = members[0]
+    return {"name": f"{family} <- {by}", "algorithm": first["algorithm"], "role": first["role"],
+            "baseline": first["baseline"], "seeds": seeds, "selected_by": by,
+            "picks": {str(s): picks[s] for s in seeds},
+            "run_dirs": [by_name[picks[s]]["run_dirs"][by_name[picks[s]]["seeds"].index(s)] for s in seeds],
+            "run_commits": sorted({c for s in seeds for c in by_name[picks[s]]["run_commits"]}),
+            "metrics": {k: summarise(v) for k, v in values.items()}}
+
+
+def select_rows(table: Table, rows: list[dict], device: str = "cpu") -> tuple[list[dict], list[dict]]:
+    """Unsupervised model selection over each grid row that declares `select`.
+
+    Returns (picked rows, one report per family). Every grid point is scored per seed by
+    each validator (da.validation; no target label is read); the target-label pick is
+    computed beside them only to say how far each validator lands from it."""
+    from da.validation import validate_run
+
+    picked, reports = [], []
+    families: dict[str, list[Row]] = {}
+    for r in table.rows:
+        if r.select:
+            families.setdefault(r.family, []).append(r)
+    by_name = {r["name"]: r for r in rows}
+    for family, members in families.items():
+        done = [by_name[m.name] for m in members if m.name in by_name]
+        if not done:
+            continue
+        seeds = sorted(set.intersection(*(set(m["seeds"]) for m in done)))
+        validators = members[0].select
+        scores = {v: {m["name"]: {} for m in done} for v in validators}
+        for m in done:
+            for s in seeds:
+                path = Path(m["run_dirs"][m["seeds"].index(s)])
+                for v in validators:
+                    scores[v][m["name"]][s] = validate_run(path, v, device)["score"]
+        target = {m["name"]: {s: m["per_seed"][s][table.primary_metric] for s in seeds} for m in done}
+        choices = {v: {s: max(done, key=lambda m, v=v, s=s: scores[v][m["name"]][s])["name"] for s in seeds}
+                   for v in validators}
+        choices[TARGET_PICK] = {s: max(done, key=lambda m, s=s: target[m["name"]][s])["name"] for s in seeds}
+        for by, picks in choices.items():
+            picked.append(_picked_row(family, by, done, picks, table.metrics))
+        best_mean = float(np.mean([target[choices[TARGET_PICK][s]][s] for s in seeds]))
+        reports.append({
+            "family": family, "validators": validators, "seeds": seeds,
+            "grid": [{"name": m["name"],
+                      "scores": {v: summarise([scores[v][m["name"]][s] for s in seeds]) for v in validators},
+                      "target": summarise([target[m["name"]][s] for s in seeds])} for m in done],
+            "agreement": {v: sum(choices[v][s] == choices[TARGET_PICK][s] for s in seeds) for v in validators},
+            "below_target_pick": {v: best_mean - float(np.mean([target[choices[v][s]][s] for s in seeds]))
+                                  for v in validators},
+            "picks": {by: {str(s): p for s, p in picks.items()} for by, picks in choices.items()}})
+    return picked, reports
+
+
+def selection_markdown(reports: list[dict], primary: str) -> list[str]:
+    lines = []
+    for rep in reports:
+        vs = rep["validators"]
+        lines += ["", f"## Model selection: `{rep['family']}` (validators {', '.join(vs)}; "
+                  f"`{vs[0]}` is the one the table stands behind)", "",
+                  f"Every grid point below was trained for seeds {rep['seeds']}. Per seed, each validator "
+                  "picks the grid point it scores best, reading no target label (reverse: accuracy of the "
+                  "reverse run on source_val; dev: minus the importance-weighted source-val risk; "
+                  "source_val: source-validation accuracy). The `<- target labels` row picks by "
+                  f"target-test {primary}: no user can do that; it is here only to measure the validators.", "",
+                  "| grid point | " + " | ".join(f"{v} score" for v in vs) + f" | target {primary} |",
+                  "|" + "---|" * (len(vs) + 2)]
+        for g in rep["grid"]:
+            cells = [f"{g['scores'][v]['mean']:.4f}" for v in vs] + [
+                f"{g['target']['mean']:.4f} ± {g['target']['std']:.4f}"]
+            lines.append(f"| {g['name']} | " + " | ".join(cells) + " |")
+        n = len(rep["seeds"])
+        lines += [""] + [f"- `{v}`: agreed with the target-label pick on {rep['agreement'][v]} of {n} seeds; "
+                         f"its picks are {100 * rep['below_target_pick'][v]:.1f} points below the "
+                         "target-label picks on the mean; picks by seed: "
+                         + ", ".join(f"{s}: {p.split('[', 1)[-1].rstrip(']')}" for s, p in rep["picks"][v].items())
+                         for v in vs]
+        lines.append("- target labels would pick: " + ", ".join(
+            f"{s}: {p.split('[', 1)[-1].rstrip(']')}" for s, p in rep["picks"][TARGET_PICK].items()))
+    return lines
+
+
 def to_markdown(result: dict, metrics: list[str]) -> str:
     lines = [f"# {result['table']} ({result['profile']} profile)", "",
              result.get("description", "").strip(), "",
@@ -217,11 +327,15 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
                 gap += f" (vs {r['baseline']})"
             cells.append(gap)
         lines.append("| " + " | ".join(cells) + " |")
+    if result.get("dirty_runs"):
+        lines += ["", "**Trained partly from uncommitted code** (a run commit ends in `-dirty`): "
+                  "these numbers cannot be reproduced from any commit."]
     if result.get("missing_runs"):
         lines += ["", "**Partial table** (`--finished-only`): not run: " + ", ".join(result["missing_runs"]) + "."]
     if not has_gap and any(r["role"] == "oracle" for r in result["rows"]):
         lines += ["", "No gap closed is given: the train-on-target row does not beat the "
                   "source-only row on the primary metric, so there is no gap to close."]
+    lines += selection_markdown(result.get("selection", []), result["primary_metric"])
     if BEST_SOURCE_VAL in metrics:
         lines += ["", f"`{BEST_SOURCE_VAL}`: target accuracy of best.pt, the checkpoint with the best "
                   "source-validation accuracy (no target label is used to select it)."]
@@ -231,16 +345,24 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
 def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = None,
               out_dir: Path = Path("experiments/results"), runs_root: Path = Path("runs"),
               command: str | None = None, only_rows: list[str] | None = None,
-              finished_only: bool = False) -> dict:
+              finished_only: bool = False, allow_dirty: bool = False) -> dict:
     """only_rows: fnmatch patterns; only matching rows run (e.g. to split a table over processes).
     finished_only: train nothing; tabulate the runs already done (a row keeps the seeds
     it has, rows with none are listed as missing) into NAME.PROFILE.partial.* when any
-    run is missing."""
+    run is missing.
+    allow_dirty: train a non-quick profile from a tree with uncommitted changes anyway;
+    the table says so. Without it such a table is refused: its numbers would come from
+    code nobody can check out."""
     from fnmatch import fnmatch
 
     table = load_table(name)
     if profile not in table.profiles:
         raise ConfigError(f"{table.path}: no profile '{profile}'; profiles: {', '.join(table.profiles)}")
+    git = git_state()
+    if git["dirty"] and profile != "quick" and not finished_only and not allow_dirty:
+        raise ConfigError(f"the working tree has uncommitted changes (git status); commit them before "
+                          f"training the '{profile}' profile of {table.name}, or pass --allow-dirty "
+                          "(the table is then marked as trained from uncommitted code)")
     prof = table.profiles.get(profile) or {}
     for patterns, what in ((prof.get("rows"), f"profile {profile}'s rows"), (only_rows, "--rows")):
         if patterns:
@@ -258,6 +380,7 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         missing += [f"{row.name} seed {s}" for s in seeds if s not in row_seeds]
         if not row_seeds:
             continue
+        per_seed = {}
         for seed in row_seeds:
             cfg = configs[(row.name, seed)]
             path = train(cfg)
@@ -267,14 +390,16 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
                 if m not in final:
                     raise ConfigError(f"{table.path}: metric '{m}' not logged; logged: {sorted(final)}")
                 values[m].append(final[m])
+            per_seed[seed] = {m: final[m] for m in table.metrics}
         algorithm = configs[(row.name, row_seeds[0])].algorithm.name
         rows.append({"name": row.name, "algorithm": algorithm, "role": row.role, "baseline": row.baseline,
                      "seeds": row_seeds,
                      "run_dirs": [str(run_dir(runs_root, table, profile, row, s)) for s in row_seeds],
-                     "run_commits": sorted(commits),
+                     "run_commits": sorted(commits), "per_seed": per_seed,
                      "metrics": {m: summarise(v) for m, v in values.items()}})
+    picked, selection = select_rows(table, rows)
+    rows += picked
     gap_closed(rows, table.primary_metric)
-    git = git_state()
     result = {
         "table": table.name, "profile": profile, "description": table.description,
         "command": command or f"da reproduce {table.name} --profile {profile}",
@@ -282,8 +407,12 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         "machine": machine_summary(), "primary_metric": table.primary_metric, "seeds": seeds,
         "rows": rows,
     }
+    if selection:
+        result["selection"] = selection
     if missing:
         result["missing_runs"] = missing
+    if any(c.endswith("-dirty") or c == "unknown" for r in rows for c in r["run_commits"]):
+        result["dirty_runs"] = True
     out_dir.mkdir(parents=True, exist_ok=True)
     # A subset (--rows, or other seeds than the profile's) must not overwrite the full table.
     subset = bool(only_rows) or seeds != list(prof.get("seeds", table.seeds))

@@ -1,0 +1,171 @@
+"""Unsupervised model selection: score a trained run without any target label.
+
+A validator maps a finished run folder to a score (higher is better) and details. Scores
+are cached in RUN_DIR/validation/NAME.json, keyed by the checkpoint step they describe, so
+a table re-run does not redo them. Registered validators:
+
+- `source_val`: the run's own source-validation accuracy (mIoU for segmentation) at the
+  last checkpoint. Free, but blind to the target: it tends to favour no adaptation.
+- `reverse`: reverse validation (Zhong et al. 2010; Ganin et al., JMLR 2016, Sec. 5.1.2).
+  The run's last checkpoint labels target_train; a REVERSE run with the same config is
+  trained with that pseudo-labelled target as its labeled source and source_train (labels
+  dropped) as its unlabeled target; its accuracy on source_val (true labels) is the score.
+  A forward model that fits the target badly hands the reverse run bad labels. The
+  reverse run is a normal run folder (RUN_DIR/reverse/): resumable, logged, inspectable.
+- `dev`: deep embedded validation (You et al., ICML 2019). A logistic domain classifier on
+  the run's pooled features (source_train vs target_train) gives density ratios
+  w = p_t / p_s; the source-val loss weighted by w, with w as a control variate, estimates
+  the target risk. Score = -risk.
+
+Target-test labels are never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from da.config import ConfigError, load_config
+from da.logging import read_results
+
+VALIDATORS: dict[str, Callable[[Path, str], dict]] = {}
+
+
+def register_validator(name: str):
+    def wrap(fn):
+        VALIDATORS[name] = fn
+        return fn
+    return wrap
+
+
+def _last_step(run_dir: Path) -> int:
+    results = read_results(run_dir)
+    if not (run_dir / "done").exists() or not results:
+        raise ConfigError(f"{run_dir}: not a finished run (no done marker); train it first")
+    return int(results[-1]["step"])
+
+
+def validate_run(run_dir: Path, name: str, device: str = "cpu") -> dict:
+    """Score of one validator for one finished run (cached in RUN_DIR/validation/)."""
+    if name not in VALIDATORS:
+        raise ConfigError(f"unknown validator '{name}'; registered: {', '.join(sorted(VALIDATORS))}")
+    run_dir = Path(run_dir)
+    step = _last_step(run_dir)
+    cache = run_dir / "validation" / f"{name}.json"
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached.get("step") == step:
+            return cached
+    out = {"validator": name, "step": step, **VALIDATORS[name](run_dir, device)}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    os.replace(tmp, cache)
+    return out
+
+
+def _task_score(record: dict, prefix: str) -> float:
+    """mIoU where the task is dense (segmentation), else accuracy."""
+    return record.get(f"{prefix}_miou", record[f"{prefix}_acc"])
+
+
+@register_validator("source_val")
+def source_val(run_dir: Path, device: str) -> dict:
+    last = read_results(run_dir)[-1]
+    return {"score": _task_score(last, "source_val")}
+
+
+def _array_splits(run, what: str):
+    from da.data import ArrayDataset
+
+    data = run.data
+    if run.cfg.data.target_labeled:
+        raise ConfigError(f"{what}: a train-on-target run reads target labels; nothing to validate")
+    for split in ("source_train", "source_val", "target_train"):
+        if not isinstance(getattr(data, split), ArrayDataset):
+            raise ConfigError(f"{what} needs in-memory array datasets (moons, digits); "
+                              f"data.name={run.cfg.data.name} is not supported yet")
+    return data
+
+
+@torch.no_grad()
+def _predict(algorithm, dataset, device: torch.device, batch_size: int = 512):
+    """Logits and pooled features over a whole (unaugmented) split, in order."""
+    from da.train import iterate, model_dtype, to_device
+
+    logits, feats = [], []
+    for batch in iterate(dataset, batch_size):
+        batch = to_device(batch, device, model_dtype(algorithm))
+        f = algorithm.features(batch)
+        logits.append(algorithm.task_head(f).float().cpu())
+        feats.append((f.flatten(2).mean(-1) if f.dim() > 2 else f).float().cpu())
+    return torch.cat(logits), torch.cat(feats)
+
+
+@register_validator("reverse")
+def reverse_validation(run_dir: Path, device: str) -> dict:
+    from da.data import ArrayDataset, DomainData
+    from da.train import load_trained, train
+
+    forward = load_trained(run_dir, "last.pt", device)
+    data = _array_splits(forward, "reverse validation")
+    logits, _ = _predict(forward.algorithm, data.target_train, forward.device)
+    pseudo = logits.argmax(1)
+    tt, st = data.target_train, data.source_train
+    reverse_data = DomainData(
+        source_train=ArrayDataset(tt.x, pseudo, tt.input_key, tt.prepare, tt.augment),
+        # the reverse run's "source_val" is its own (pseudo-labelled) training data: a
+        # diagnostic only; its TARGET test is the real, labeled source_val
+        source_val=ArrayDataset(tt.x, pseudo, tt.input_key, tt.prepare, None),
+        target_train=ArrayDataset(st.x, None, st.input_key, st.prepare, st.augment),
+        target_test=data.source_val,
+        num_classes=data.num_classes, input_key=data.input_key, input_shape=data.input_shape,
+        class_weights=data.class_weights)
+    cfg = load_config([run_dir / "config.yaml"])
+    cfg = replace(cfg, name=f"{cfg.name}-reverse", run_dir=str(run_dir / "reverse"),
+                  train=replace(cfg.train, embedding_samples=0, progress_bar=False))
+    reverse_dir = train(cfg, data=reverse_data)
+    last = read_results(reverse_dir)[-1]
+    counts = torch.bincount(pseudo, minlength=data.num_classes).tolist()
+    return {"score": _task_score(last, "target"), "reverse_run": str(reverse_dir),
+            "pseudo_label_counts": counts}
+
+
+@register_validator("dev")
+def deep_embedded_validation(run_dir: Path, device: str, max_rows: int = 2000) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from da.train import load_trained
+
+    run = load_trained(run_dir, "last.pt", device)
+    data = _array_splits(run, "deep embedded validation")
+    _, f_src = _predict(run.algorithm, data.source_train, run.device)
+    _, f_tgt = _predict(run.algorithm, data.target_train, run.device)
+    val_logits, f_val = _predict(run.algorithm, data.source_val, run.device)
+    rng = np.random.default_rng(run.cfg.seed)
+    f_src = f_src.numpy()[rng.permutation(len(f_src))[:max_rows]]
+    f_tgt = f_tgt.numpy()[rng.permutation(len(f_tgt))[:max_rows]]
+    scaler = StandardScaler().fit(np.concatenate([f_src, f_tgt]))
+    clf = LogisticRegression(max_iter=2000, C=1.0)
+    clf.fit(scaler.transform(np.concatenate([f_src, f_tgt])),
+            np.r_[np.zeros(len(f_src)), np.ones(len(f_tgt))])
+    p = clf.predict_proba(scaler.transform(f_val.numpy()))[:, 1].clip(1e-6, 1 - 1e-6)
+    # density ratio p_t(x) / p_s(x) = (N_s / N_t) * P(target | x) / P(source | x)
+    w = (len(f_src) / len(f_tgt)) * p / (1 - p)
+    labels = data.source_val.y
+    loss = F.cross_entropy(val_logits, labels, reduction="none")
+    if loss.dim() > 1:  # dense: one loss per sample
+        loss = loss.flatten(1).mean(1)
+    weighted = w * loss.numpy()
+    var_w = w.var(ddof=1)
+    eta = -np.cov(weighted, w)[0, 1] / var_w if var_w > 0 else 0.0
+    risk = float(weighted.mean() + eta * w.mean() - eta)
+    return {"score": -risk, "risk": risk, "weight_mean": float(w.mean()), "weight_max": float(w.max())}
