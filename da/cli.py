@@ -1,4 +1,4 @@
-"""The `da` command: train, reproduce, config, evaluate, predict."""
+"""The `da` command: train, reproduce, config, evaluate, validate, predict."""
 
 from __future__ import annotations
 
@@ -45,6 +45,14 @@ def cmd_evaluate(args) -> int:
 
     run = load_trained(Path(args.run_dir), args.checkpoint, args.device)
     print(json.dumps(evaluate(run, step=-1), indent=2))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from da.validation import validate_run
+
+    for name in args.validator:
+        print(json.dumps(validate_run(Path(args.run_dir), name, args.device), indent=2))
     return 0
 
 
@@ -98,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default="last.pt", help="last.pt or best.pt")
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("validate", help="score a finished run without target labels (model selection)")
+    p.add_argument("run_dir")
+    p.add_argument("--validator", nargs="+", default=["reverse"],
+                   help="reverse (trains RUN_DIR/reverse) | dev | source_val")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(fn=cmd_validate)
 
     p = sub.add_parser("predict", help="segment a point cloud (any format data_tools reads) with a 3D run")
     p.add_argument("run_dir")

@@ -154,10 +154,14 @@ def test_cage_bars_come_out_thicker_than_they_are(column_by_preset):
 
 
 def test_presets_are_ordered_by_severity(column_by_preset):
+    """Only orders with room to spare (experiments/results/test_margins.md, capture seeds
+    0-3): harsh is the least complete by >= 0.21 on main bars and ties, and the median
+    error grows mild < typical < harsh by >= 0.88 mm. mild vs typical completeness is NOT
+    asserted: it was +0.028 on this seed and -0.0006 on seed 1, i.e. not an order."""
     s = {name: stats for name, (stats, _, _) in column_by_preset[1].items()}
     for c in (1, 2):
-        assert s["mild"].completeness[c] >= s["typical"].completeness[c] >= s["harsh"].completeness[c]
-    assert s["mild"].accuracy_median <= s["typical"].accuracy_median <= s["harsh"].accuracy_median
+        assert min(s["mild"].completeness[c], s["typical"].completeness[c]) > s["harsh"].completeness[c] + 0.1
+    assert s["mild"].accuracy_median < s["typical"].accuracy_median < s["harsh"].accuracy_median
 
 
 def test_same_seed_same_cloud_and_views_carry_only_photos():

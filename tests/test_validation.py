@@ -69,6 +69,14 @@ def test_source_val_validator_reads_the_last_evaluation(runs):
     assert validate_run(good, "source_val")["score"] == last["source_val_acc"]
 
 
+def test_validate_command_prints_cached_scores(runs, capsys):
+    good, _ = runs
+    assert main(["validate", str(good), "--validator", "source_val", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert '"validator": "source_val"' in out and '"validator": "dev"' in out
+    assert main(["validate", str(good), "--validator", "nope"]) == 2
+
+
 def test_unknown_validator_and_unfinished_run(tmp_path, runs):
     with pytest.raises(ConfigError, match="unknown validator"):
         validate_run(runs[0], "nope")
