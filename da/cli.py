@@ -1,4 +1,4 @@
-"""The `da` command: train, reproduce, config, evaluate, validate, predict."""
+"""The `da` command: train, reproduce, config, evaluate, validate, predict, view."""
 
 from __future__ import annotations
 
@@ -53,6 +53,16 @@ def cmd_validate(args) -> int:
 
     for name in args.validator:
         print(json.dumps(validate_run(Path(args.run_dir), name, args.device), indent=2))
+    return 0
+
+
+def cmd_view(args) -> int:
+    from da.view import view
+
+    text = view(Path(args.cloud), args.color, Path(args.screenshot) if args.screenshot else None,
+                Path(args.truth) if args.truth else None, args.view, args.point_size)
+    if args.screenshot:
+        print(f"wrote {args.screenshot}\n{text}")
     return 0
 
 
@@ -128,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default="last.pt")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser("view", help="look at a cloud or prediction in Open3D (or --screenshot headless)")
+    p.add_argument("cloud", help="any format data_tools reads, e.g. RUN_DIR/predictions/target_test_0000.ply")
+    p.add_argument("--color", default="label", choices=["label", "pred", "error", "rgb"])
+    p.add_argument("--truth", default=None, help="ground truth for --color error (default: STEM_labels.npy beside it)")
+    p.add_argument("--screenshot", default=None, help="write this PNG headless instead of opening a window")
+    p.add_argument("--view", default="iso", choices=["iso", "top", "front"])
+    p.add_argument("--point-size", type=float, default=2.0)
+    p.set_defaults(fn=cmd_view)
 
     args = parser.parse_args(argv)
     from da.config import ConfigError

@@ -82,11 +82,16 @@ def legend() -> str:
 
 
 def snapshot(cloud: PointCloud, out_png: str | Path, color: str = "label", width: int = 1024,
-             height: int = 768, point_size: float = 2.0, view: str = "iso") -> Path:
-    """Render `cloud` to the PNG `out_png`; color "label" or "rgb", view "iso", "top" or "front"."""
+             height: int = 768, point_size: float = 2.0, view: str = "iso",
+             colors: np.ndarray | None = None) -> Path:
+    """Render `cloud` to the PNG `out_png`; color "label" or "rgb", view "iso", "top" or "front".
+    `colors` (N, 3) in [0, 1], when given, replaces the colouring chosen by `color`."""
     out_png = Path(out_png)
     cloud.validate("cloud to snapshot")
-    colors = _point_colors(cloud, color)
+    if colors is None:
+        colors = _point_colors(cloud, color)
+    elif colors.shape != cloud.xyz.shape:
+        raise ValueError(f"colors must have shape {cloud.xyz.shape}, got {colors.shape}")
     if view not in VIEWS:
         raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
     if width < 16 or height < 16 or point_size <= 0:
