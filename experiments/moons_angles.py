@@ -55,7 +55,7 @@ def plot(angles: list[float], acc: dict, path: Path, command: str) -> None:
     ax.axvline(35, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("target rotation (degrees)")
     ax.set_ylabel("target accuracy (last checkpoint)")
-    ax.set_ylim(0.3, 1.02)
+    ax.set_ylim(0.0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     ax.set_title(f"Two moons: {command}", fontsize=8)
