@@ -226,9 +226,12 @@ def _picked_row(family: str, by: str, members: list[dict], picks: dict[int, str]
             "metrics": {k: summarise(v) for k, v in values.items()}}
 
 
-def select_rows(table: Table, rows: list[dict], device: str = "cpu") -> tuple[list[dict], list[dict]]:
+def select_rows(table: Table, rows: list[dict], device: str = "cpu",
+                cached_only: bool = False) -> tuple[list[dict], list[dict]]:
     """Unsupervised model selection over each grid row that declares `select`.
 
+    cached_only (--finished-only): use scores already computed, train no reverse run;
+    seeds lacking a score for some grid point are left out of the selection.
     Returns (picked rows, one report per family). Every grid point is scored per seed by
     each validator (da.validation; no target label is read); the target-label pick is
     computed beside them only to say how far each validator lands from it."""
@@ -251,7 +254,11 @@ def select_rows(table: Table, rows: list[dict], device: str = "cpu") -> tuple[li
             for s in seeds:
                 path = Path(m["run_dirs"][m["seeds"].index(s)])
                 for v in validators:
-                    scores[v][m["name"]][s] = validate_run(path, v, device)["score"]
+                    got = validate_run(path, v, device, cached_only)
+                    scores[v][m["name"]][s] = None if got is None else got["score"]
+        seeds = [s for s in seeds if all(scores[v][m["name"]][s] is not None for v in validators for m in done)]
+        if not seeds:
+            continue
         target = {m["name"]: {s: m["per_seed"][s][table.primary_metric] for s in seeds} for m in done}
         choices = {v: {s: max(done, key=lambda m, v=v, s=s: scores[v][m["name"]][s])["name"] for s in seeds}
                    for v in validators}
@@ -328,8 +335,8 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
             cells.append(gap)
         lines.append("| " + " | ".join(cells) + " |")
     if result.get("dirty_runs"):
-        lines += ["", "**Trained partly from uncommitted code** (a run commit ends in `-dirty`): "
-                  "these numbers cannot be reproduced from any commit."]
+        lines += ["", "**Trained partly from uncommitted code** (a run commit ends in `-dirty` or is "
+                  "unknown): these numbers cannot be reproduced from any commit."]
     if result.get("missing_runs"):
         lines += ["", "**Partial table** (`--finished-only`): not run: " + ", ".join(result["missing_runs"]) + "."]
     if not has_gap and any(r["role"] == "oracle" for r in result["rows"]):
@@ -397,7 +404,7 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
                      "run_dirs": [str(run_dir(runs_root, table, profile, row, s)) for s in row_seeds],
                      "run_commits": sorted(commits), "per_seed": per_seed,
                      "metrics": {m: summarise(v) for m, v in values.items()}})
-    picked, selection = select_rows(table, rows)
+    picked, selection = select_rows(table, rows, cached_only=finished_only)
     rows += picked
     gap_closed(rows, table.primary_metric)
     result = {

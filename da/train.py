@@ -104,7 +104,9 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device,
 
 
 def model_dtype(module: torch.nn.Module) -> torch.dtype:
-    return next(module.parameters()).dtype
+    """The dtype inputs must take for this module (float32 when it has no parameters)."""
+    first = next(module.parameters(), None)
+    return torch.float32 if first is None else first.dtype
 
 
 def iterate(dataset, batch_size: int):

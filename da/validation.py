@@ -52,8 +52,9 @@ def _last_step(run_dir: Path) -> int:
     return int(results[-1]["step"])
 
 
-def validate_run(run_dir: Path, name: str, device: str = "cpu") -> dict:
-    """Score of one validator for one finished run (cached in RUN_DIR/validation/)."""
+def validate_run(run_dir: Path, name: str, device: str = "cpu", cached_only: bool = False) -> dict | None:
+    """Score of one validator for one finished run (cached in RUN_DIR/validation/).
+    cached_only: return None instead of computing (reverse validation trains a run)."""
     if name not in VALIDATORS:
         raise ConfigError(f"unknown validator '{name}'; registered: {', '.join(sorted(VALIDATORS))}")
     run_dir = Path(run_dir)
@@ -63,6 +64,8 @@ def validate_run(run_dir: Path, name: str, device: str = "cpu") -> dict:
         cached = json.loads(cache.read_text())
         if cached.get("step") == step:
             return cached
+    if cached_only:
+        return None
     out = {"validator": name, "step": step, **VALIDATORS[name](run_dir, device)}
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f".{cache.name}.tmp")
@@ -97,15 +100,21 @@ def _array_splits(run, what: str):
 
 @torch.no_grad()
 def _predict(algorithm, dataset, device: torch.device, batch_size: int = 512):
-    """Logits and pooled features over a whole (unaugmented) split, in order."""
+    """Logits and pooled features over a whole split, in order, WITHOUT its training
+    augmentation (pseudo-labels and density ratios describe the data, not a random view)."""
+    from da.data import ArrayDataset
     from da.train import iterate, model_dtype, to_device
 
+    plain = ArrayDataset(dataset.x, dataset.y, dataset.input_key, dataset.prepare, None)
+    was_training = algorithm.training
+    algorithm.eval()
     logits, feats = [], []
-    for batch in iterate(dataset, batch_size):
+    for batch in iterate(plain, batch_size):
         batch = to_device(batch, device, model_dtype(algorithm))
         f = algorithm.features(batch)
         logits.append(algorithm.task_head(f).float().cpu())
         feats.append((f.flatten(2).mean(-1) if f.dim() > 2 else f).float().cpu())
+    algorithm.train(was_training)
     return torch.cat(logits), torch.cat(feats)
 
 

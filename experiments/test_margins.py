@@ -29,30 +29,9 @@ sys.path.insert(0, str(REPO))
 
 
 def mvs_severity(seed: int) -> dict:
-    from data_tools.photogrammetry import (
-        RECONSTRUCTION_PRESETS,
-        capture,
-        label_by_nearest_surface,
-        reconstruct_mvs,
-        reconstruction_stats,
-    )
-    from data_tools.rebar.cages import make_scene
-    from data_tools.rebar.mesh import scene_to_mesh
-    from data_tools.render import Appearance, extend_ground
-    from tests.test_photogrammetry import H, W
+    from tests.test_photogrammetry import column_by_preset_for_seed
 
-    scene = make_scene("column", 3)
-    mesh = extend_ground(scene_to_mesh(scene))
-    lo, hi = (np.asarray(b, float) for b in scene.params["bounds"])
-    region = (lo - [0.1, 0.1, 0.02], hi + 0.1)
-    out = {}
-    for name, preset in RECONSTRUCTION_PRESETS.items():
-        preset = preset.at_size(W, H)
-        views, _ = capture(mesh, preset, Appearance(), np.random.default_rng(seed), bounds=(lo, hi))
-        cloud = reconstruct_mvs(views, preset)
-        stats = reconstruction_stats(cloud, label_by_nearest_surface(cloud, mesh, 0.02), scene_to_mesh(scene),
-                                     region=region)
-        out[name] = stats
+    out = {name: stats for name, (stats, _, _) in column_by_preset_for_seed(seed)[1].items()}
     # room of each >= / <= assertion (positive = holds)
     room = {}
     for c, cls in ((1, "main"), (2, "tie")):

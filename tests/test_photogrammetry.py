@@ -111,8 +111,9 @@ def test_textureless_bar_is_mostly_missing_textured_bar_is_not():
     assert out[0.0] < 0.05 and out[1.0] > 0.12
 
 
-@pytest.fixture(scope="module")
-def column_by_preset():
+def column_by_preset_for_seed(seed: int = 0):
+    """One column cage captured and reconstructed with every preset: (scene, {preset:
+    (stats, cloud, labels)}). Also used by experiments/test_margins.py with other seeds."""
     scene = make_scene("column", 3)
     mesh = extend_ground(scene_to_mesh(scene))
     lo, hi = (np.asarray(b, float) for b in scene.params["bounds"])
@@ -120,13 +121,18 @@ def column_by_preset():
     out = {}
     for name, preset in RECONSTRUCTION_PRESETS.items():
         preset = preset.at_size(W, H)
-        views, _ = capture(mesh, preset, Appearance(), np.random.default_rng(0), bounds=(lo, hi))
+        views, _ = capture(mesh, preset, Appearance(), np.random.default_rng(seed), bounds=(lo, hi))
         cloud = reconstruct_mvs(views, preset)
         labels = label_by_nearest_surface(cloud, mesh, 0.02)
         stats = reconstruction_stats(cloud, labels, scene_to_mesh(scene), region=region)
         print(name, stats)
         out[name] = (stats, cloud, labels)
     return scene, out
+
+
+@pytest.fixture(scope="module")
+def column_by_preset():
+    return column_by_preset_for_seed(0)
 
 
 def _centreline_offset(points: np.ndarray, bars) -> np.ndarray:

@@ -9,6 +9,7 @@ import torch
 from da import checkpoint
 from da.cli import main
 from da.config import ConfigError, load_config
+from da.reproduce import reproduce as da_reproduce
 from da.train import train
 from da.validation import validate_run
 from tests.conftest import REPO, moons_configs
@@ -132,6 +133,15 @@ def test_reproduce_selects_grid_points_without_target_labels(tmp_path, data_root
     assert rows["dann <- target labels"]["picks"]["0"] == best["name"]
     md = (out / "sel.quick.md").read_text()
     assert "Model selection: `dann`" in md and "no user can do that" in md
+
+    # --finished-only trains nothing: with the scores gone, no reverse run is retrained
+    # and the selection is left out rather than computed
+    runs = tmp_path / "runs"
+    for folder in list(runs.rglob("validation")) + list(runs.rglob("reverse")):
+        shutil.rmtree(folder)
+    again = da_reproduce(str(table), "quick", out_dir=tmp_path / "again", runs_root=runs, finished_only=True)
+    assert not list(runs.rglob("reverse")) and "selection" not in again
+    assert not any("<-" in r["name"] for r in again["rows"])
 
 
 def test_select_needs_a_grid_and_known_validators(tmp_path, data_root):

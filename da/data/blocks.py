@@ -159,10 +159,11 @@ class SceneDataset(Dataset):
     def __len__(self) -> int:
         return len(self.scenes)
 
-    def _batch(self, scene: Scene, blocks: list, device: torch.device) -> dict[str, torch.Tensor]:
+    def _batch(self, scene: Scene, blocks: list, device: torch.device,
+               dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         inputs = [block_inputs(scene, b.indices, b.origin, self.block_size, self.colour) for b in blocks]
-        return {"coord": torch.from_numpy(np.stack([c for c, _ in inputs])).to(device),
-                "feat": torch.from_numpy(np.stack([f for _, f in inputs])).to(device)}
+        return {"coord": torch.from_numpy(np.stack([c for c, _ in inputs])).to(device, dtype),
+                "feat": torch.from_numpy(np.stack([f for _, f in inputs])).to(device, dtype)}
 
     @torch.no_grad()
     def scene_scores(self, algorithm, device: torch.device, s: int, batch_size: int = 16,
@@ -172,7 +173,8 @@ class SceneDataset(Dataset):
         scene, blocks = self.scenes[s], self.blocks[s]
         logits = []
         for start in range(0, len(blocks), batch_size):
-            f = algorithm.features(self._batch(scene, blocks[start:start + batch_size], device))
+            f = algorithm.features(self._batch(scene, blocks[start:start + batch_size], device,
+                                                  _dtype(algorithm)))
             logits += list(algorithm.task_head(f).float().transpose(1, 2).cpu().numpy())
             if features is not None:
                 features.append(f.float().mean(dim=2).cpu().numpy())
@@ -189,7 +191,8 @@ class SceneDataset(Dataset):
             for start in range(0, len(blocks), batch_size):
                 if sum(map(len, out)) >= n:
                     break
-                batch = self._batch(scene, blocks[start:start + batch_size], device)
+                batch = self._batch(scene, blocks[start:start + batch_size], device,
+                                     _dtype(algorithm))
                 out.append(algorithm.features(batch).float().mean(dim=2).cpu().numpy())
         algorithm.train(was_training)
         return np.concatenate(out)[:n]
@@ -212,3 +215,9 @@ class SceneDataset(Dataset):
         algorithm.train(was_training)
         pooled = np.concatenate(feats)[:max_features]
         return Predictions(cm, pooled, np.full(len(pooled), -1), dense=True)
+
+
+def _dtype(algorithm) -> torch.dtype:
+    from da.train import model_dtype  # lazy: da.train imports this package
+
+    return model_dtype(algorithm)
