@@ -7,8 +7,8 @@
     python -m data_tools ifc MODEL.ifc --out cloud.ply [--density 20000] [--seed 0]
         [--allow-no-rebar]
     python -m data_tools rebar3d --out data/rebar3d --scenes 40 --mode mvs|fast
-        --preset typical --seed 0 [--density 20000] [--image-size W H] [--views N]
-        [--elements column beam ...] [--similarity]
+        --preset typical [--capture noon] --seed 0 [--density 20000] [--image-size W H]
+        [--views N] [--elements column beam ...] [--similarity]
 
 Bad input (missing or corrupt file, a cloud without the asked-for colours) prints
 ``error: <message>`` on stderr and exits with code 2.
@@ -68,7 +68,7 @@ def cmd_rebar3d(args: argparse.Namespace) -> int:
     from data_tools.target_dataset import build_rebar3d
 
     command = (f"python -m data_tools rebar3d --out {args.out} --scenes {args.scenes} "
-               f"--mode {args.mode} --preset {args.preset} --seed {args.seed} "
+               f"--mode {args.mode} --preset {args.preset} --capture {args.capture} --seed {args.seed} "
                f"--density {args.density:g}"
                + (f" --image-size {args.image_size[0]} {args.image_size[1]}" if args.image_size else "")
                + (f" --views {args.views}" if args.views else "")
@@ -77,7 +77,7 @@ def cmd_rebar3d(args: argparse.Namespace) -> int:
     out = build_rebar3d(args.out, args.scenes, args.mode, args.preset, args.seed, args.density,
                         args.elements, args.similarity, progress=not args.no_progress,
                         image_size=tuple(args.image_size) if args.image_size else None,
-                        n_views=args.views, command=command)
+                        n_views=args.views, capture=args.capture, command=command)
     manifest = json.loads((out / "manifest.json").read_text())
     sizes = ", ".join(f"{k} {v}" for k, v in manifest["split_sizes"].items())
     print(f"wrote {args.scenes} scenes ({sizes}) to {out}")
@@ -124,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="dataset folder to write (replaced)")
     p.add_argument("--scenes", type=int, default=40, help="scenes over all splits (>= 4)")
     p.add_argument("--mode", default="fast", help="target reconstruction: mvs (stereo matcher) or fast (artefact model)")
-    p.add_argument("--preset", default="typical", help="capture/reconstruction preset: mild, typical, harsh")
+    p.add_argument("--preset", default="typical", help="reconstruction preset: mild, typical, harsh")
+    from data_tools.render import PRESETS as CAPTURE_PRESETS
+
+    p.add_argument("--capture", choices=list(CAPTURE_PRESETS), default="noon",
+                   help="capture preset, independent of --preset: light (noon, overcast, "
+                        "evening, morning) or camera ring (close_low, far_high)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--density", type=float, default=20000.0, help="source points per square metre")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,

@@ -22,19 +22,28 @@ Folder layout::
 Split rule (``split_sizes``; ``scenes >= 4``, every split gets at least one scene)::
 
     source_val   = max(1, round(0.1 * scenes))
-    target_train = max(1, round(0.2 * scenes))
     target_test  = max(1, round(0.2 * scenes))
-    source_train = the rest (about 50 %)
+    source_train = ceil(rest / 2), target_train = floor(rest / 2)
 
-e.g. 40 scenes -> 20 / 4 / 8 / 8, 4 scenes -> 1 / 1 / 1 / 1.
+so the train-on-target oracle learns from as many cages as the source rows, e.g.
+60 scenes -> 21 / 6 / 21 / 12, 12 -> 5 / 1 / 4 / 2, 4 -> 1 / 1 / 1 / 1.
 
-Seeds: scene i of split s is drawn from ``numpy.random.default_rng([seed, s, i])``
-(s = its position in ``SPLITS``): an element and a scene seed. A scene seed already used
-by an earlier scene of any split is drawn again, so no cage appears in two splits (the
-seed is the cage: same seed, same cage). The source cloud is sampled with
-``default_rng([scene_seed, 1])`` (as ``data_tools.cages``), the target capture and
-reconstruction with ``default_rng([scene_seed, 2])``. Same arguments, byte-identical
-.ply and .npy files; only the manifest's timings differ.
+Element types are stratified: each split walks through its own random permutation of
+the element list (``numpy.random.default_rng([seed, s])``, s = the split's position in
+``SPLITS``), so a split of n scenes holds every type floor(n / types) or ceil(n / types)
+times - 6 source_val scenes cover all six types, where independent draws missed ties.
+Scene i of split s takes its scene seed from ``numpy.random.default_rng([seed, s, i])``.
+A scene seed already used by an earlier scene of any split is drawn again, so no cage
+appears in two splits (the seed is the cage: same seed, same cage). The source cloud is
+sampled with ``default_rng([scene_seed, 1])`` (as ``data_tools.cages``), the target
+capture and reconstruction with ``default_rng([scene_seed, 2])``. Same arguments,
+byte-identical .ply and .npy files; only the manifest's timings differ.
+
+Capture (``capture``, a key of ``render.PRESETS``) is independent of the reconstruction
+preset: its appearance (light, sky, exposure) always applies, and where the capture
+preset moves the camera (close_low, far_high) its ring - distance, height, number of
+views, focal length - replaces the reconstruction preset's; the matcher, pose noise and
+fusion stay the reconstruction preset's.
 
 Target clouds: the scene's mesh plus a 50 m site ground (``render.extend_ground``, so
 photos show ground to the horizon) is captured round the element's bounds with the
@@ -65,6 +74,7 @@ from data_tools.io import PointCloud, write_cloud
 from data_tools.photogrammetry import (
     IGNORE,
     RECONSTRUCTION_PRESETS,
+    ReconstructionPreset,
     Timings,
     capture,
     label_by_nearest_surface,
@@ -95,20 +105,24 @@ def split_sizes(scenes: int) -> dict[str, int]:
     def share(f: float) -> int:
         return max(1, int(math.floor(f * scenes + 0.5)))
 
-    sizes = {"source_val": share(0.1), "target_train": share(0.2), "target_test": share(0.2)}
-    return {"source_train": scenes - sum(sizes.values()), **sizes}
+    val, test = share(0.1), share(0.2)
+    rest = scenes - val - test
+    return {"source_train": (rest + 1) // 2, "source_val": val, "target_train": rest // 2,
+            "target_test": test}
 
 
 def draw_split_scenes(seed: int, sizes: dict[str, int],
                       elements: list[str]) -> dict[str, list[tuple[str, int]]]:
-    """(element, scene seed) of every scene of every split; scene seeds are all distinct."""
+    """(element, scene seed) of every scene of every split; element types stratified per
+    split, scene seeds all distinct."""
     used: set[int] = set()
     out: dict[str, list[tuple[str, int]]] = {}
     for s, split in enumerate(SPLITS):
+        order = np.random.default_rng([seed, s]).permutation(len(elements))
         out[split] = []
         for i in range(sizes.get(split, 0)):
+            element = elements[int(order[i % len(elements)])]
             rng = np.random.default_rng([seed, s, i])
-            element = elements[int(rng.integers(len(elements)))]
             scene_seed = int(rng.integers(2**31))
             while scene_seed in used:  # astronomically rare; keeps splits disjoint for sure
                 scene_seed = int(rng.integers(2**31))
@@ -117,11 +131,22 @@ def draw_split_scenes(seed: int, sizes: dict[str, int],
     return out
 
 
+def capture_ring(recon: ReconstructionPreset, capture: str) -> ReconstructionPreset:
+    """`recon` with the camera ring of capture preset `capture` where that preset moves the
+    camera (its path differs from the default); otherwise `recon` unchanged."""
+    path = render.PRESETS[capture].path
+    if path == render.CameraPath():
+        return recon
+    focal = path.focal_px * recon.image_size[0] / path.image_size[0]  # same field of view
+    return replace(recon, distance=path.distance, camera_height=path.camera_height,
+                   n_views=path.n_images, focal_px=focal)
+
+
 def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed: int,
                   density: float = 20000.0, elements: list[str] | None = None,
                   similarity: bool = False, progress: bool = True,
                   image_size: tuple[int, int] | None = None, n_views: int | None = None,
-                  appearance: str = "noon", label_distance: float = 0.02,
+                  capture: str = "noon", label_distance: float = 0.02,
                   command: str | None = None) -> Path:
     """Write the split dataset into `out_dir` (replaced if it exists); returns the folder.
 
@@ -130,7 +155,8 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
     density: source sampling density, points per m^2.
     image_size (W, H): render at another resolution, same field of view (quick runs).
     n_views: override the preset's number of camera positions (quick runs).
-    appearance: a key of ``render.PRESETS``; each scene's texture seed is its scene seed.
+    capture: a key of ``render.PRESETS`` (light and, for close_low / far_high, the camera
+    ring); each scene's texture seed is its scene seed.
     """
     elements = list(elements or ELEMENTS)
     unknown = [e for e in elements if e not in ELEMENTS]
@@ -140,8 +166,8 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     if preset not in RECONSTRUCTION_PRESETS or preset not in ARTEFACT_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(RECONSTRUCTION_PRESETS)}")
-    if appearance not in render.PRESETS:
-        raise ValueError(f"unknown appearance {appearance!r}; choose from {', '.join(render.PRESETS)}")
+    if capture not in render.PRESETS:
+        raise ValueError(f"unknown capture preset {capture!r}; choose from {', '.join(render.PRESETS)}")
     if density <= 0 or label_distance <= 0:
         raise ValueError(f"density and label_distance must be > 0, got {density}, {label_distance}")
     if image_size is not None and (len(image_size) != 2 or min(image_size) < 16):
@@ -151,10 +177,12 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
     sizes = split_sizes(scenes)
 
     recon = RECONSTRUCTION_PRESETS[preset]
+    if n_views is None:  # an explicit view count wins over the capture preset's ring
+        recon = capture_ring(recon, capture)
+    else:
+        recon = replace(capture_ring(recon, capture), n_views=int(n_views))
     if image_size is not None:
         recon = recon.at_size(int(image_size[0]), int(image_size[1]))
-    if n_views is not None:
-        recon = replace(recon, n_views=int(n_views))
     drawn = draw_split_scenes(seed, sizes, elements)
 
     t_start = time.perf_counter()
@@ -172,14 +200,14 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
                 entry = _source_scene(folder, i, element, scene_seed, density)
             else:
                 entry = write_target_scene(folder, i, element, scene_seed, mode, recon, preset,
-                                      appearance, similarity, label_distance,
+                                      capture, similarity, label_distance,
                                       labels_dir={"target_test": folder,
                                                   "target_train": tmp / ORACLE_LABELS}[split])
             entries[split].append({"split": split, **entry})
         manifest = {
             "command": command, "seed": seed, "scenes": scenes, "mode": mode, "preset": preset,
             "density": density, "elements": elements, "similarity": similarity,
-            "appearance": appearance, "label_distance": label_distance,
+            "capture": capture, "label_distance": label_distance,
             "crop_margin": CROP_MARGIN, "image_size": list(recon.image_size),
             "n_views": recon.n_views, "split_sizes": sizes,
             "labels": {**{v: k for k, v in ROLE_LABEL.items()}, IGNORE: "ignore"},
@@ -209,7 +237,7 @@ def _source_scene(folder: Path, i: int, element: str, scene_seed: int, density: 
 
 
 def target_cloud(element: str, scene_seed: int, mode: str, recon, preset: str,
-                 appearance: str = "noon", timings: Timings | None = None):
+                 capture_preset: str = "noon", timings: Timings | None = None):
     """One target scene, uncropped: (cloud without labels, site mesh, (lo, hi) bounds).
 
     Shared by ``build_rebar3d`` and the benchmark; rng ``default_rng([scene_seed, 2])``.
@@ -217,7 +245,7 @@ def target_cloud(element: str, scene_seed: int, mode: str, recon, preset: str,
     scene = make_scene(element, scene_seed)
     site = render.extend_ground(scene_to_mesh(scene))  # phone photos see ground to the horizon
     lo, hi = (np.asarray(b, float) for b in scene.params["bounds"])
-    app = replace(render.PRESETS[appearance].appearance, texture_seed=scene_seed)
+    app = replace(render.PRESETS[capture_preset].appearance, texture_seed=scene_seed)
     rng = np.random.default_rng([scene_seed, 2])
     if mode == "mvs":
         views, _truth = capture(site, recon, app, rng, bounds=(lo, hi))  # truth unused
@@ -229,12 +257,12 @@ def target_cloud(element: str, scene_seed: int, mode: str, recon, preset: str,
 
 
 def write_target_scene(folder: Path, i: int, element: str, scene_seed: int, mode: str, recon,
-                  preset: str, appearance: str, similarity: bool, label_distance: float,
+                  preset: str, capture_preset: str, similarity: bool, label_distance: float,
                   labels_dir: Path | None) -> dict:
     """Reconstruct, crop and write one target scene; labels go to `labels_dir` if given."""
     t0 = time.perf_counter()
     timings = Timings()
-    cloud, site, (lo, hi) = target_cloud(element, scene_seed, mode, recon, preset, appearance,
+    cloud, site, (lo, hi) = target_cloud(element, scene_seed, mode, recon, preset, capture_preset,
                                          timings)
     keep = np.all((cloud.xyz >= lo - CROP_MARGIN) & (cloud.xyz <= hi + CROP_MARGIN), axis=1)
     cloud = PointCloud(cloud.xyz[keep], None if cloud.rgb is None else cloud.rgb[keep])

@@ -10,7 +10,13 @@ import pytest
 
 from data_tools.__main__ import main
 from data_tools.io import read_cloud
-from data_tools.target_dataset import SPLITS, build_rebar3d, split_sizes
+from data_tools.target_dataset import (
+    SPLITS,
+    build_rebar3d,
+    capture_ring,
+    draw_split_scenes,
+    split_sizes,
+)
 
 SMALL = (320, 240)  # fast mode at small images: a scene in well under a second
 
@@ -34,12 +40,46 @@ def fast_ds(tmp_path_factory) -> Path:
 
 def test_split_sizes_rule():
     assert split_sizes(4) == {"source_train": 1, "source_val": 1, "target_train": 1, "target_test": 1}
-    assert split_sizes(40) == {"source_train": 20, "source_val": 4, "target_train": 8, "target_test": 8}
-    for n in range(4, 60):
+    assert split_sizes(60) == {"source_train": 21, "source_val": 6, "target_train": 21, "target_test": 12}
+    for n in range(4, 80):
         sizes = split_sizes(n)
         assert sum(sizes.values()) == n and min(sizes.values()) >= 1
+        # the oracle trains on as many cages as the source rows (one fewer when odd)
+        assert 0 <= sizes["source_train"] - sizes["target_train"] <= 1
     with pytest.raises(ValueError, match="scenes >= 4"):
         split_sizes(3)
+
+
+def test_element_types_are_stratified_in_every_split():
+    from data_tools.rebar.cages import ELEMENTS
+
+    elements = list(ELEMENTS)
+    for seed in range(5):
+        drawn = draw_split_scenes(seed, split_sizes(60), elements)
+        for split, scenes in drawn.items():
+            counts = np.array([sum(e == el for e, _ in scenes) for el in elements])
+            assert counts.max() - counts.min() <= 1, (seed, split, counts)
+        assert all(el in {e for e, _ in drawn["source_val"]} for el in elements)
+        seeds = [s for scenes in drawn.values() for _, s in scenes]
+        assert len(set(seeds)) == len(seeds)  # no cage in two splits
+    # other seeds, other orders: stratification does not fix the element of a slot
+    firsts = {draw_split_scenes(seed, split_sizes(60), elements)["source_val"][0][0]
+              for seed in range(12)}
+    assert len(firsts) > 1
+
+
+def test_capture_preset_moves_the_ring_or_only_the_light():
+    from data_tools.photogrammetry import RECONSTRUCTION_PRESETS
+
+    typical = RECONSTRUCTION_PRESETS["typical"]
+    assert capture_ring(typical, "evening") == typical  # light only
+    far = capture_ring(typical, "far_high")
+    assert (far.distance, far.camera_height, far.n_views) == (4.0, 2.5, 18)
+    assert far.sgbm == typical.sgbm and far.rotation_noise_deg == typical.rotation_noise_deg
+    small = capture_ring(typical.at_size(480, 360), "far_high")  # same field of view
+    assert small.focal_px == pytest.approx(1100.0 / 2)
+    with pytest.raises(ValueError, match="unknown capture preset"):
+        build_rebar3d("unused", scenes=4, mode="fast", preset="typical", seed=0, capture="dusk")
 
 
 def test_layout_manifest_and_labels(fast_ds):
@@ -87,7 +127,7 @@ def test_same_arguments_same_files_other_seed_other_files(fast_ds, tmp_path):
     again = build_rebar3d(tmp_path / "again", scenes=6, mode="fast", preset="typical", seed=3,
                           density=5000, progress=False, image_size=SMALL, n_views=6)
     a, b = _files(fast_ds), _files(again)
-    assert len(a) == 8 and a.keys() == b.keys()
+    assert len(a) == 9 and a.keys() == b.keys()  # 6 clouds, 2 oracle + 1 test label files
     assert all(a[k] == b[k] for k in a)
     other = _files(build_rebar3d(tmp_path / "other", scenes=6, mode="fast", preset="typical",
                                  seed=4, density=5000, progress=False, image_size=SMALL, n_views=6))
@@ -135,6 +175,20 @@ def test_cli_in_process(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["preset"] == "mild" and manifest["image_size"] == [96, 72]
     assert manifest["command"].startswith("python -m data_tools rebar3d --out")
+    assert manifest["capture"] == "noon"
+    # --capture far_high moves the camera ring (the fast model's colours are the materials',
+    # so light-only presets change mvs clouds but not fast ones): 18 views from 4 m
+    far = tmp_path / "far"
+    assert main(["rebar3d", "--out", str(far), "--scenes", "4", "--mode", "fast",
+                 "--preset", "mild", "--capture", "far_high", "--seed", "1", "--density", "3000",
+                 "--image-size", "96", "72", "--no-progress"]) == 0
+    far_manifest = json.loads((far / "manifest.json").read_text())
+    assert far_manifest["capture"] == "far_high" and far_manifest["n_views"] == 18
+    assert far_manifest["reconstruction_preset"]["distance"] == 4.0
+    assert "--capture far_high" in far_manifest["command"]
+    near_cloud = read_cloud(out / "target_test" / "scene_0000.ply")
+    far_cloud = read_cloud(far / "target_test" / "scene_0000.ply")
+    assert len(near_cloud) != len(far_cloud)
 
 
 @pytest.mark.parametrize("args, message", [

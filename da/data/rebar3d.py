@@ -44,7 +44,8 @@ class Rebar3dConfig(DataConfig):
     path: str = ""  # an existing dataset folder; empty = build from the keys below
     scenes: int = 12
     mode: str = "fast"  # mvs | fast
-    preset: str = "typical"
+    preset: str = "typical"  # reconstruction preset (mild, typical, harsh)
+    capture: str = "noon"  # capture preset (render.PRESETS): light, or the camera ring
     data_seed: int = 0
     density: float = 20000.0  # source points per m^2
     image_size: list[int] = field(default_factory=list)  # [W, H]; empty = the preset's
@@ -76,7 +77,8 @@ def dataset_dir(cfg: Rebar3dConfig) -> Path:
         return folder
     from data_tools.target_dataset import build_rebar3d
 
-    params = dict(scenes=cfg.scenes, mode=cfg.mode, preset=cfg.preset, seed=cfg.data_seed,
+    params = dict(scenes=cfg.scenes, mode=cfg.mode, preset=cfg.preset, capture=cfg.capture,
+                  seed=cfg.data_seed,
                   density=cfg.density, image_size=list(cfg.image_size) or None,
                   n_views=cfg.n_views or None)
     return dataset_folder(cfg.root, f"rebar3d-{cfg.mode}", params, build_rebar3d)
