@@ -54,3 +54,29 @@ def proxy_a_distance(source: np.ndarray, target: np.ndarray, seed: int = 0) -> f
     clf = LogisticRegression(max_iter=500, C=1.0).fit(scaler.transform(x[train]), y[train])
     err = 1.0 - clf.score(scaler.transform(x[test]), y[test])
     return float(2.0 * (1.0 - 2.0 * min(err, 0.5)))
+
+
+def bootstrap_miou(scene_cms: list[torch.Tensor], resamples: int = 1000, seed: int = 0,
+                   level: float = 0.95) -> tuple[float, float]:
+    """Percentile confidence interval of the pooled mIoU when the SCENES are resampled.
+
+    Each resample draws len(scene_cms) scenes with replacement and sums their confusion
+    matrices; the spread is how much the number depends on which test scenes were drawn
+    (beside the spread over training seeds). Seeded: the same matrices give the same CI.
+    """
+    if not scene_cms:
+        raise ValueError("bootstrap_miou needs at least one scene")
+    stack = torch.stack([cm.double() for cm in scene_cms])
+    rng = np.random.default_rng(seed)
+    values = [mean_iou(stack[rng.integers(0, len(stack), len(stack))].sum(0))
+              for _ in range(resamples)]
+    tail = (1 - level) / 2 * 100
+    return float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))
+
+
+def grouped_miou(scene_cms: list[torch.Tensor], groups: list[str]) -> dict[str, float]:
+    """mIoU of the pooled confusion matrix of each group of scenes (e.g. element type)."""
+    out: dict[str, torch.Tensor] = {}
+    for cm, g in zip(scene_cms, groups):
+        out[g] = out[g] + cm if g in out else cm.clone()
+    return {g: mean_iou(cm) for g, cm in sorted(out.items())}

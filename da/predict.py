@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from da.data.blocks import SceneDataset, prepare_scene
+from da.data.shape_features import CHANNELS_PER_RADIUS, local_shape
 from data_tools.io import PointCloud, read_cloud, write_cloud
 from data_tools.prepare import (
     gravity_align,
@@ -63,7 +64,10 @@ def predict_cloud(run, cloud: PointCloud) -> np.ndarray:
     if cfg.colour and cloud.rgb is None:
         raise ValueError("this run uses colour as input, but the cloud has no colour")
     scene = prepare_scene("input", PointCloud(cloud.xyz, cloud.rgb), cfg.voxel)
-    scenes = SceneDataset([scene], cfg.block_size, cfg.num_points, cfg.colour, run.data.num_classes)
+    if cfg.shape_radii:  # the same local-shape features the model was trained on
+        scene.shape = local_shape(scene.xyz, cfg.shape_radii, min_cell=cfg.voxel)
+    scenes = SceneDataset([scene], cfg.block_size, cfg.num_points, cfg.colour,
+                          run.data.num_classes, voxel=cfg.voxel)
     return scenes.scene_scores(run.algorithm, run.device, 0).argmax(axis=1).astype(np.int64)
 
 
@@ -80,7 +84,8 @@ def predict_file(run_dir: Path, cloud_path: Path, out: Path, scale: float | None
     if cfg.name != "rebar3d":
         raise ValueError(f"{run_dir}: not a point-cloud run (data.name={cfg.name})")
     # The network needs only the class count and input width: no training data is read.
-    shape = DomainData(None, None, None, None, NUM_CLASSES, "coord", (3 + 3 * cfg.colour,))
+    width = 3 + 3 * cfg.colour + CHANNELS_PER_RADIUS * len(cfg.shape_radii)
+    shape = DomainData(None, None, None, None, NUM_CLASSES, "coord", (width,))
     run = load_trained(run_dir, checkpoint, device, data=shape)
     original = read_cloud(cloud_path)
     labels = predict_cloud(run, to_training_frame(original, scale, reference, up))

@@ -13,7 +13,7 @@ import json
 import shutil
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +120,7 @@ class Predictions:
     features: np.ndarray  # pooled features (one vector per sample) of the first samples
     labels: np.ndarray  # per-sample labels of those samples (-1 where dense)
     dense: bool  # per-pixel / per-point task
+    extra: dict[str, float] = field(default_factory=dict)  # more metrics, named without prefix
 
 
 @torch.no_grad()
@@ -162,6 +163,7 @@ def evaluate(run: Run, step: int) -> dict[str, float]:
             out[f"{prefix}_miou"] = mean_iou(pred.confusion)
             for k, v in enumerate(per_class_iou(pred.confusion)):
                 out[f"{prefix}_iou_{k}"] = v
+        out.update({f"{prefix}_{name}": v for name, v in pred.extra.items()})
     out["pad"] = proxy_a_distance(feats["source_val"], feats["target"], seed=run.cfg.seed)
     return out
 

@@ -8,7 +8,10 @@ Blocks are square XY columns (z unbounded; Z must be up) of `block_size` metres 
 `num_points` points. Inputs per point (`block_inputs`):
 
     coord = ((x - cx) / s, (y - cy) / s, z / s)   s = block_size, (cx, cy) the column centre
-    feat  = rgb - 0.5 (when colour is used), else no channels
+    feat  = [rgb - 0.5 (when colour is used), local-shape features (when the scene has
+            them, `da.data.shape_features`: 7 per radius)]
+    grid  = floor(coord * s / voxel)               integer voxel of each point (after any
+            augmentation), for voxel backbones (`da.models.sparse_unet`); others ignore it
 
 z is kept absolute (ground at z = 0 after gravity alignment) because height is
 informative for rebar (ties at regular heights, ground at 0) and is what a user's cloud
@@ -16,7 +19,11 @@ has after `data_tools.prepare.gravity_align`.
 
 Training (`BlockDataset`): columns on a grid of stride `stride`; every batch draws fresh
 points from each column (seeded by the batch seed, so resuming replays the same batches)
-and, with augmentation, a random rotation about z, scale and jitter. Evaluation
+and, with augmentation, a random rotation about z (shape features' horizontal
+directions turn with it), scale and jitter. A column with at most `num_points` points
+gives every one of them (padded with repeats), so with a large `num_points` a block is
+every voxel of its column in both domains - the fixed count no longer sets a density
+that differs between a sparse source column and a dense target one. Evaluation
 (`SceneDataset`): `data_tools.prepare.tile_blocks` covers every point, logits are voted
 back with `data_tools.prepare.vote`, and the confusion matrix counts every original
 point whose label is not 255.
@@ -30,7 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from da.metrics import confusion_matrix
+from da.data import shape_features
+from da.metrics import bootstrap_miou, confusion_matrix, grouped_miou
 from data_tools.io import PointCloud
 from data_tools.prepare import tile_blocks, vote, voxel_downsample
 
@@ -47,6 +55,8 @@ class Scene:
     labels: np.ndarray | None  # (M,) int64 voxel majority labels (255 = ignore)
     index: np.ndarray  # (N,) voxel of each original point
     original_labels: np.ndarray | None  # (N,) labels of the original points
+    shape: np.ndarray | None = None  # (M, F) local-shape features (da.data.shape_features)
+    element: str = ""  # what the scene shows (column, beam, ...), for per-element metrics
 
 
 def prepare_scene(name: str, cloud: PointCloud, voxel: float) -> Scene:
@@ -59,7 +69,8 @@ def prepare_scene(name: str, cloud: PointCloud, voxel: float) -> Scene:
 
 def block_inputs(scene: Scene, idx: np.ndarray, origin: np.ndarray, block_size: float,
                  colour: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(coord (n, 3), feat (n, C)) float32 for points `idx` of the column at `origin`."""
+    """(coord (n, 3), feat (n, C)) float32 for points `idx` of the column at `origin`;
+    feat holds rgb - 0.5 (if `colour`) then the scene's shape features (if it has them)."""
     xyz = scene.xyz[idx].astype(np.float64)
     centre = np.asarray(origin, np.float64) + block_size / 2.0
     coord = np.empty_like(xyz)
@@ -68,10 +79,26 @@ def block_inputs(scene: Scene, idx: np.ndarray, origin: np.ndarray, block_size: 
     if colour:
         if scene.rgb is None:
             raise ValueError(f"{scene.name}: colour input asked for, but the cloud has no colour")
-        feat = scene.rgb[idx] - 0.5
+        parts = [scene.rgb[idx] - 0.5]
     else:
-        feat = np.zeros((len(idx), 0))
-    return coord.astype(np.float32), feat.astype(np.float32)
+        parts = [np.zeros((len(idx), 0), np.float32)]
+    if scene.shape is not None:
+        parts.append(scene.shape[idx])
+    return coord.astype(np.float32), np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def voxel_grid(coord: np.ndarray, block_size: float, voxel: float) -> np.ndarray:
+    """(n, 3) int32 voxel of each point from block coordinates (block_size units)."""
+    return np.floor(coord.astype(np.float64) * (block_size / voxel)).astype(np.int32)
+
+
+def sample_block(members: np.ndarray, num_points: int, rng: np.random.Generator) -> np.ndarray:
+    """num_points of `members`: all of them (shuffled, padded with random repeats) when
+    there are at most num_points, else a random subset without replacement."""
+    if len(members) >= num_points:
+        return rng.choice(members, num_points, replace=False)
+    pad = rng.choice(members, num_points - len(members), replace=True)
+    return rng.permutation(np.concatenate([members, pad]))
 
 
 def column_members(xy: np.ndarray, block_size: float, stride: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -92,8 +119,10 @@ class BlockDataset(Dataset):
     """Training blocks over scenes; items are fetched by (index, batch_seed) keys."""
 
     def __init__(self, scenes: list[Scene], block_size: float, stride: float, num_points: int,
-                 colour: bool, labeled: bool, augment: bool, min_points: int = 64):
+                 colour: bool, labeled: bool, augment: bool, min_points: int = 64,
+                 voxel: float = 0.01):
         self.scenes, self.block_size, self.num_points = scenes, block_size, num_points
+        self.voxel = voxel
         self.colour, self.labeled, self.augment = colour, labeled, augment
         self.columns: list[tuple[int, np.ndarray, np.ndarray]] = []
         for s, scene in enumerate(scenes):
@@ -113,15 +142,20 @@ class BlockDataset(Dataset):
         for i, batch_seed in keys:
             s, origin, members = self.columns[i]
             rng = np.random.default_rng([batch_seed, i])
-            idx = rng.choice(members, self.num_points, replace=len(members) < self.num_points)
+            idx = sample_block(members, self.num_points, rng)
             coord, feat = block_inputs(self.scenes[s], idx, origin, self.block_size, self.colour)
             if self.augment:
-                coord = augment_block(coord, rng)
+                coord, angle = augment_block(coord, rng)
+                if self.scenes[s].shape is not None:
+                    shape_at = feat.shape[1] - self.scenes[s].shape.shape[1]
+                    feat[:, shape_at:] = shape_features.rotate(feat[:, shape_at:], angle)
             coords.append(coord)
             feats.append(feat)
             if self.labeled:
                 labels.append(self.scenes[s].labels[idx])
-        batch = {"coord": torch.from_numpy(np.stack(coords)), "feat": torch.from_numpy(np.stack(feats))}
+        coord = np.stack(coords)
+        batch = {"coord": torch.from_numpy(coord), "feat": torch.from_numpy(np.stack(feats)),
+                 "grid": torch.from_numpy(voxel_grid(coord, self.block_size, self.voxel))}
         if self.labeled:
             batch["label"] = torch.from_numpy(np.stack(labels))
         return batch
@@ -132,16 +166,17 @@ class BlockDataset(Dataset):
 
 
 def augment_block(coord: np.ndarray, rng: np.random.Generator, scale: float = 0.1,
-                  jitter: float = 0.002) -> np.ndarray:
+                  jitter: float = 0.002) -> tuple[np.ndarray, float]:
     """Random rotation about z (the column centre), isotropic scale in 1 +- `scale`, and
-    Gaussian jitter (std `jitter` in block units, clipped at 3 std)."""
+    Gaussian jitter (std `jitter` in block units, clipped at 3 std); returns the new
+    coordinates and the rotation angle (for direction features)."""
     a = rng.uniform(0, 2 * np.pi)
     c, s = np.cos(a), np.sin(a)
     out = coord.copy()
     out[:, 0], out[:, 1] = c * coord[:, 0] - s * coord[:, 1], s * coord[:, 0] + c * coord[:, 1]
     out *= rng.uniform(1 - scale, 1 + scale)
     out += np.clip(rng.normal(0, jitter, out.shape), -3 * jitter, 3 * jitter)
-    return out.astype(np.float32)
+    return out.astype(np.float32), float(a)
 
 
 class SceneDataset(Dataset):
@@ -151,9 +186,9 @@ class SceneDataset(Dataset):
     """
 
     def __init__(self, scenes: list[Scene], block_size: float, num_points: int, colour: bool,
-                 num_classes: int):
+                 num_classes: int, voxel: float = 0.01):
         self.scenes, self.block_size, self.num_points, self.colour = scenes, block_size, num_points, colour
-        self.num_classes = num_classes
+        self.num_classes, self.voxel = num_classes, voxel
         self.blocks = [tile_blocks(PointCloud(sc.xyz), block_size, num_points, seed=0) for sc in scenes]
 
     def __len__(self) -> int:
@@ -162,8 +197,10 @@ class SceneDataset(Dataset):
     def _batch(self, scene: Scene, blocks: list, device: torch.device,
                dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         inputs = [block_inputs(scene, b.indices, b.origin, self.block_size, self.colour) for b in blocks]
-        return {"coord": torch.from_numpy(np.stack([c for c, _ in inputs])).to(device, dtype),
-                "feat": torch.from_numpy(np.stack([f for _, f in inputs])).to(device, dtype)}
+        coord = np.stack([c for c, _ in inputs])
+        return {"coord": torch.from_numpy(coord).to(device, dtype),
+                "feat": torch.from_numpy(np.stack([f for _, f in inputs])).to(device, dtype),
+                "grid": torch.from_numpy(voxel_grid(coord, self.block_size, self.voxel)).to(device)}
 
     @torch.no_grad()
     def scene_scores(self, algorithm, device: torch.device, s: int, batch_size: int = 16,
@@ -204,17 +241,24 @@ class SceneDataset(Dataset):
         was_training = algorithm.training
         algorithm.eval()
         k = self.num_classes
-        cm = torch.zeros(k, k, dtype=torch.long)
+        cms: list[torch.Tensor] = []
         feats: list[np.ndarray] = []
         for s, scene in enumerate(self.scenes):
             if scene.original_labels is None:
                 raise ValueError(f"{scene.name}: evaluation needs labels")
             pred = self.scene_scores(algorithm, device, s, features=feats).argmax(axis=1)
-            cm += confusion_matrix(torch.from_numpy(pred), torch.from_numpy(scene.original_labels),
-                                   k)
+            cms.append(confusion_matrix(torch.from_numpy(pred),
+                                        torch.from_numpy(scene.original_labels), k))
         algorithm.train(was_training)
         pooled = np.concatenate(feats)[:max_features]
-        return Predictions(cm, pooled, np.full(len(pooled), -1), dense=True)
+        # Beside the pooled numbers: a 95% bootstrap interval over scenes, and per element.
+        lo, hi = bootstrap_miou(cms)
+        extra = {"miou_ci_lo": lo, "miou_ci_hi": hi}
+        if all(sc.element for sc in self.scenes):
+            groups = grouped_miou(cms, [sc.element for sc in self.scenes])
+            extra.update({f"miou_{g}": v for g, v in groups.items()})
+        return Predictions(torch.stack(cms).sum(0), pooled, np.full(len(pooled), -1),
+                           dense=True, extra=extra)
 
 
 def _dtype(algorithm) -> torch.dtype:

@@ -30,6 +30,7 @@ import torch
 
 from da.config import DataConfig
 from da.data import DATASETS, DomainData, dataset_folder
+from da.data import shape_features
 from da.data.blocks import BlockDataset, Scene, SceneDataset, prepare_scene
 from da.registry import register
 from data_tools.io import PointCloud, read_cloud
@@ -55,6 +56,8 @@ class Rebar3dConfig(DataConfig):
     train_stride: float = 0.5  # m, spacing of training columns (overlapping)
     num_points: int = 1024  # points per block
     colour: bool = False  # rgb as an input feature
+    # local-shape feature radii in metres (da.data.shape_features); empty = xyz only
+    shape_radii: list[float] = field(default_factory=list)
     class_weighting: str = "inverse_sqrt"  # inverse_sqrt | none
 
     def validate(self) -> None:
@@ -64,6 +67,8 @@ class Rebar3dConfig(DataConfig):
             raise ValueError(f"class_weighting must be inverse_sqrt or none, got '{self.class_weighting}'")
         if not (0 < self.train_stride <= self.block_size) or self.voxel <= 0 or self.num_points < 1:
             raise ValueError("need voxel > 0, num_points >= 1 and 0 < train_stride <= block_size")
+        if self.shape_radii and min(self.shape_radii) <= 0:
+            raise ValueError(f"shape_radii must be positive, got {self.shape_radii}")
         if self.image_size and len(self.image_size) != 2:
             raise ValueError(f"image_size must be [W, H], got {self.image_size}")
 
@@ -139,11 +144,35 @@ def _save_cache(path: Path, scene: Scene) -> None:
     os.replace(tmp, path)  # atomic: a killed run never leaves a torn cache file
 
 
-def load_split(folder: Path, manifest: dict, split: str, labeled: bool, voxel: float) -> list[Scene]:
+def load_split(folder: Path, manifest: dict, split: str, labeled: bool, voxel: float,
+               shape_radii: list[float] | None = None) -> list[Scene]:
     entries = manifest.get("splits", {}).get(split)
     if not entries:
         raise DatasetFileError(f"{folder / 'manifest.json'}: no scenes in split '{split}'")
-    return [load_scene(folder, split, e, labeled, voxel) for e in entries]
+    scenes = [load_scene(folder, split, e, labeled, voxel) for e in entries]
+    for scene, e in zip(scenes, entries):
+        scene.element = str(e.get("element", ""))
+    if shape_radii:
+        for scene, e in zip(scenes, entries):
+            scene.shape = load_shape(folder, split, e, scene, voxel, shape_radii)
+    return scenes
+
+
+def load_shape(folder: Path, split: str, entry: dict, scene: Scene, voxel: float,
+               radii: list[float]) -> np.ndarray:
+    """Local-shape features of a prepared scene, cached beside its voxel cache."""
+    tag = "-".join(f"{r:g}" for r in radii)
+    cache = folder / f"prepared-{voxel:g}" / split / f"{Path(entry['file']).stem}-shape-{tag}.npy"
+    if cache.is_file():
+        shape = np.load(cache)
+        if shape.shape == (len(scene.xyz), shape_features.CHANNELS_PER_RADIUS * len(radii)):
+            return shape
+    shape = shape_features.local_shape(scene.xyz, radii, min_cell=voxel)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, shape)
+    os.replace(tmp, cache)  # atomic, as the voxel cache
+    return shape
 
 
 def inverse_sqrt_weights(scenes: list[Scene], num_classes: int) -> torch.Tensor:
@@ -159,16 +188,18 @@ def build_rebar3d_data(cfg: Rebar3dConfig) -> DomainData:
     cfg.validate()
     folder = dataset_dir(cfg)
     manifest = read_manifest(folder)
-    load = lambda split, labeled: load_split(folder, manifest, split, labeled, cfg.voxel)  # noqa: E731
+    load = lambda split, labeled: load_split(folder, manifest, split, labeled, cfg.voxel,  # noqa: E731
+                                             cfg.shape_radii)
     train_split = "target_train" if cfg.target_labeled else "source_train"
     train_scenes = load(train_split, True)
 
     def blocks(scenes: list[Scene], labeled: bool) -> BlockDataset:
         return BlockDataset(scenes, cfg.block_size, cfg.train_stride, cfg.num_points, cfg.colour,
-                            labeled, cfg.augment)
+                            labeled, cfg.augment, voxel=cfg.voxel)
 
     def whole(scenes: list[Scene]) -> SceneDataset:
-        return SceneDataset(scenes, cfg.block_size, cfg.num_points, cfg.colour, NUM_CLASSES)
+        return SceneDataset(scenes, cfg.block_size, cfg.num_points, cfg.colour, NUM_CLASSES,
+                            voxel=cfg.voxel)
 
     weights = inverse_sqrt_weights(train_scenes, NUM_CLASSES) if cfg.class_weighting != "none" else None
     return DomainData(
@@ -176,5 +207,6 @@ def build_rebar3d_data(cfg: Rebar3dConfig) -> DomainData:
         source_val=whole(load("source_val", True)),
         target_train=blocks(load("target_train", False), False),
         target_test=whole(load("target_test", True)),
-        num_classes=NUM_CLASSES, input_key="coord", input_shape=(3 + 3 * cfg.colour,),
+        num_classes=NUM_CLASSES, input_key="coord",
+        input_shape=(3 + 3 * cfg.colour + shape_features.CHANNELS_PER_RADIUS * len(cfg.shape_radii),),
         class_weights=weights)
