@@ -36,15 +36,17 @@ class ModelConfig:
 @dataclass
 class AlgorithmConfig:
     name: str = "source_only"
+    label_smoothing: float = 0.0  # of the task cross-entropy
+    dice_weight: float = 0.0  # + this x soft Dice loss (mean over classes): rare classes' IoU
 
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | adam
+    name: str = "sgd"  # sgd | adam | adamw (decoupled weight decay)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "dann"  # dann (mu_0 / (1 + alpha p)^beta) | constant
+    schedule: str = "dann"  # dann (mu_0 / (1 + alpha p)^beta) | cosine | constant
     alpha: float = 10.0
     beta: float = 0.75
     feature_lr_mult: float = 1.0  # lr multiplier of the feature extractor (e.g. 0.1 when pretrained)
@@ -147,8 +149,11 @@ def validate(cfg: Config, where: str = "config") -> None:
             except ValueError as exc:
                 raise ConfigError(f"{where}: {section}: {exc}") from None
 
-    if cfg.optim.name not in ("sgd", "adam"):
-        raise ConfigError(f"{where}: optim.name must be sgd or adam, got '{cfg.optim.name}'")
+    if cfg.optim.name not in ("sgd", "adam", "adamw"):
+        raise ConfigError(f"{where}: optim.name must be sgd, adam or adamw, got '{cfg.optim.name}'")
+    if not 0 <= cfg.algorithm.label_smoothing < 1 or cfg.algorithm.dice_weight < 0:
+        raise ConfigError(f"{where}: algorithm.label_smoothing must be in [0, 1) and "
+                          "algorithm.dice_weight >= 0")
     if cfg.optim.schedule not in LR_SCHEDULES:
         raise ConfigError(f"{where}: optim.schedule must be one of {sorted(LR_SCHEDULES)}")
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:

@@ -50,6 +50,11 @@ def constant_schedule(progress: float, **_: float) -> float:
     return 1.0
 
 
+def cosine_schedule(progress: float, **_: float) -> float:
+    """(1 + cos(pi p)) / 2: from 1 down to 0 at the last step."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
 # Schedules by config name; each maps progress p in [0, 1] to a multiplier.
 LAMBDA_SCHEDULES = {"dann": dann_lambda, "constant": constant_schedule}
-LR_SCHEDULES = {"dann": dann_lr_factor, "constant": constant_schedule}
+LR_SCHEDULES = {"dann": dann_lr_factor, "cosine": cosine_schedule, "constant": constant_schedule}

@@ -78,6 +78,8 @@ def build_run(cfg: Config, device: torch.device, data: DomainData | None = None)
     ]
     if cfg.optim.name == "sgd":
         optimizer = torch.optim.SGD(groups, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+    elif cfg.optim.name == "adamw":
+        optimizer = torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay)
     else:
         optimizer = torch.optim.Adam(groups, weight_decay=cfg.optim.weight_decay)
     schedule = LR_SCHEDULES[cfg.optim.schedule]

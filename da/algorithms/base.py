@@ -42,7 +42,10 @@ class Algorithm(nn.Module):
     def task_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # Works for (B, K) and dense (B, K, *spatial) logits alike.
         weight = None if self.class_weights is None else self.class_weights.to(logits.device)
-        return F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=IGNORE_INDEX)
+        loss = F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=IGNORE_INDEX,
+                               label_smoothing=getattr(self.cfg, "label_smoothing", 0.0))
+        dice = getattr(self.cfg, "dice_weight", 0.0)
+        return loss + dice * soft_dice_loss(logits, labels) if dice > 0 else loss
 
     def feature_parameters(self) -> list[nn.Parameter]:
         return list(self.feature_extractor.parameters())
@@ -50,6 +53,23 @@ class Algorithm(nn.Module):
     def losses(self, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor] | None,
                progress: float) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+
+def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """1 - mean over classes of 2 |P n Y| / (|P| + |Y|), with softmax probabilities P and
+    one-hot labels Y over all non-ignored samples. Each class counts equally, however
+    rare, which is why it helps the IoU of thin ties next to thick main bars."""
+    k = logits.shape[1]
+    probs = logits.float().softmax(dim=1).movedim(1, -1).reshape(-1, k)
+    flat = labels.reshape(-1)
+    keep = flat != IGNORE_INDEX
+    probs, flat = probs[keep], flat[keep]
+    onehot = F.one_hot(flat, k).to(probs.dtype)
+    inter = (probs * onehot).sum(0)
+    denom = probs.sum(0) + onehot.sum(0)
+    present = onehot.sum(0) > 0  # a class absent from the batch says nothing
+    dice = (2 * inter + 1.0) / (denom + 1.0)
+    return 1.0 - dice[present].mean() if present.any() else logits.sum() * 0.0
 
 
 def build_algorithm(cfg: AlgorithmConfig, feature_extractor: nn.Module, task_head: nn.Module) -> Algorithm:
