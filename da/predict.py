@@ -68,7 +68,7 @@ def predict_cloud(run, cloud: PointCloud) -> np.ndarray:
         scene.shape = local_shape(scene.xyz, cfg.shape_radii, min_cell=cfg.voxel)
     scenes = SceneDataset([scene], cfg.block_size, cfg.num_points, cfg.colour,
                           run.data.num_classes, voxel=cfg.voxel)
-    return scenes.scene_scores(run.algorithm, run.device, 0).argmax(axis=1).astype(np.int64)
+    return scenes.scene_labels(run.algorithm, run.device, 0).astype(np.int64)
 
 
 def predict_file(run_dir: Path, cloud_path: Path, out: Path, scale: float | None = None,

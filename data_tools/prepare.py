@@ -30,7 +30,7 @@ from data_tools.io import PointCloud
 
 __all__ = [
     "IGNORE_LABEL", "Block", "denormalise", "fit_ground_plane", "gravity_align",
-    "normalise", "remove_statistical_outliers", "rotation_to_z", "scale_cloud",
+    "normalise", "remove_statistical_outliers", "rotation_to_z", "add_votes", "scale_cloud",
     "scale_from_reference", "tile_blocks", "transform_cloud", "vote", "voxel_downsample",
 ]
 
@@ -369,6 +369,22 @@ def tile_blocks(cloud: PointCloud, block_size: float, num_points: int,
     return blocks
 
 
+def add_votes(scores: np.ndarray, blocks: list[Block], block_logits: list[np.ndarray]) -> None:
+    """Add each block's softmax probabilities to `scores` (N, K) in place (see `vote`);
+    lets a caller stream blocks through a model a batch at a time."""
+    if len(blocks) != len(block_logits):
+        raise ValueError(f"{len(blocks)} blocks but {len(block_logits)} logit arrays")
+    n, k = scores.shape
+    for i, (block, logits) in enumerate(zip(blocks, block_logits)):
+        logits = np.asarray(logits, dtype=np.float64)
+        if logits.shape != (len(block.indices), k):
+            raise ValueError(f"block {i}: logits shape {logits.shape}, expected ({len(block.indices)}, {k})")
+        if block.indices.min() < 0 or block.indices.max() >= n:
+            raise ValueError(f"block {i}: indices outside [0, {n})")
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        np.add.at(scores, block.indices, e / e.sum(axis=1, keepdims=True))
+
+
 def vote(num_points_total: int, blocks: list[Block],
          block_logits: list[np.ndarray]) -> np.ndarray:
     """Accumulate block predictions onto every original point: (N, K) summed probabilities.
@@ -379,20 +395,11 @@ def vote(num_points_total: int, blocks: list[Block],
     cannot outvote several others. argmax over K gives the label. Points in no block keep
     all-zero scores and a RuntimeWarning reports them (`tile_blocks` covers every point).
     """
-    if len(blocks) != len(block_logits):
-        raise ValueError(f"{len(blocks)} blocks but {len(block_logits)} logit arrays")
     if not blocks:
         raise ValueError("no blocks to vote with")
-    k = np.shape(block_logits[0])[-1]
+    k = np.shape(block_logits[0])[-1] if len(block_logits) else 0
     scores = np.zeros((num_points_total, k))
-    for i, (block, logits) in enumerate(zip(blocks, block_logits)):
-        logits = np.asarray(logits, dtype=np.float64)
-        if logits.shape != (len(block.indices), k):
-            raise ValueError(f"block {i}: logits shape {logits.shape}, expected ({len(block.indices)}, {k})")
-        if block.indices.min() < 0 or block.indices.max() >= num_points_total:
-            raise ValueError(f"block {i}: indices outside [0, {num_points_total})")
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        np.add.at(scores, block.indices, e / e.sum(axis=1, keepdims=True))
+    add_votes(scores, blocks, block_logits)
     unseen = ~scores.any(axis=1)
     if unseen.any():
         warnings.warn(f"{int(unseen.sum())} of {num_points_total} points are in no block and "

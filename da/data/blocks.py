@@ -31,6 +31,7 @@ point whose label is not 255.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,7 @@ from torch.utils.data import Dataset
 from da.data import shape_features
 from da.metrics import bootstrap_miou, confusion_matrix, grouped_miou
 from data_tools.io import PointCloud
-from data_tools.prepare import tile_blocks, vote, voxel_downsample
+from data_tools.prepare import add_votes, tile_blocks, voxel_downsample
 
 IGNORE = 255
 
@@ -208,15 +209,27 @@ class SceneDataset(Dataset):
         """(N_original, K) voted class probabilities of scene `s` ((M, K) per voxel with
         `voxels`); appends pooled block features (one per block) to `features` if given."""
         scene, blocks = self.scenes[s], self.blocks[s]
-        logits = []
+        # Streamed: each batch's probabilities are added to the (M, K) votes at once, so
+        # memory beyond the scene is one batch of blocks, whatever the scene's size.
+        scores = np.zeros((len(scene.xyz), self.num_classes))
         for start in range(0, len(blocks), batch_size):
-            f = algorithm.features(self._batch(scene, blocks[start:start + batch_size], device,
-                                                  _dtype(algorithm)))
-            logits += list(algorithm.task_head(f).float().transpose(1, 2).cpu().numpy())
+            chunk = blocks[start:start + batch_size]
+            f = algorithm.features(self._batch(scene, chunk, device, _dtype(algorithm)))
+            add_votes(scores, chunk, list(algorithm.task_head(f).float().transpose(1, 2).cpu().numpy()))
             if features is not None:
                 features.append(f.float().mean(dim=2).cpu().numpy())
-        scores = vote(len(scene.xyz), blocks, logits)
         return scores if voxels else scores[scene.index]
+
+    @torch.no_grad()
+    def scene_labels(self, algorithm, device: torch.device, s: int, batch_size: int = 16,
+                     features: list | None = None) -> np.ndarray:
+        """(N_original,) int64 predicted label of every original point of scene `s`: the
+        argmax per voxel, carried to the points (no (N, K) array is built)."""
+        voxel_scores = self.scene_scores(algorithm, device, s, batch_size, features, voxels=True)
+        if not voxel_scores.any(axis=1).all():
+            warnings.warn(f"{self.scenes[s].name}: some voxels are in no block", RuntimeWarning,
+                          stacklevel=2)
+        return voxel_scores.argmax(axis=1)[self.scenes[s].index]
 
     @torch.no_grad()
     def block_features(self, algorithm, device: torch.device, n: int, batch_size: int = 16) -> np.ndarray:
@@ -246,7 +259,7 @@ class SceneDataset(Dataset):
         for s, scene in enumerate(self.scenes):
             if scene.original_labels is None:
                 raise ValueError(f"{scene.name}: evaluation needs labels")
-            pred = self.scene_scores(algorithm, device, s, features=feats).argmax(axis=1)
+            pred = self.scene_labels(algorithm, device, s, features=feats)
             cms.append(confusion_matrix(torch.from_numpy(pred),
                                         torch.from_numpy(scene.original_labels), k))
         algorithm.train(was_training)
