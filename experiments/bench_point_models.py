@@ -1,31 +1,46 @@
-"""Speed of the per-point segmentation backbones (pointnet, pointnet2, dgcnn).
+"""Speed of the 3D segmentation backbones on real training blocks, side by side.
 
-For each model at its default config and each block size N: seconds per training step
-(forward, cross-entropy, backward, Adam step) and per inference forward (eval mode, no
-grad), median of --repeats runs after one warm-up. All models run in one process on the
-same random blocks, so the ratios to PointNet (same N, same run) are meaningful on a
-shared, noisy machine; absolute times are not.
+Blocks come from the standard benchmark's source_train split (built once by the
+dataset code; `--scenes`/`--mode` pick another), each backbone at its own block scheme:
+the old default (PointNet++, 1024 points, xyz), the adopted one, and the others of the
+ablation. Per backbone: seconds per training step (forward, cross-entropy, backward,
+Adam step) and per inference forward, median of --repeats after one warm-up, and the
+points per second that makes (blocks x points / seconds). The rounds are interleaved
+(every backbone once, then again), so a noisy shared machine slows all of them alike
+and the ratios to the old default - measured in this one run - are what to read.
 
-    OMP_NUM_THREADS=4 python experiments/bench_point_models.py [--device auto] [--batch 8]
-        [--points 1024 2048] [--repeats 5] [--out table.txt]
+    OMP_NUM_THREADS=2 python experiments/bench_point_models.py [--device auto] [--repeats 5]
+        [--out experiments/results/bench_point_models.md]
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
+import sys
 import time
-import types
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from da.models import MODELS, build_model
-from da.registry import lookup
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-MODEL_NAMES = ("pointnet", "pointnet2", "dgcnn")
+from da.config import load_config  # noqa: E402
+from da.data import build_data  # noqa: E402
+from da.models import build_model  # noqa: E402
+from da.provenance import git_state, machine_summary  # noqa: E402
+
+SHAPE = "data.shape_radii=[0.02,0.04,0.08,0.16]"
+# name -> (overrides on rebar3d.yaml, blocks per step)
+BACKBONES: dict[str, tuple[list[str], int]] = {
+    "pointnet2 xyz 1024 (old default)": (["model.name=pointnet2", "data.num_points=1024",
+                                          "data.shape_radii=[]"], 8),
+    "pointnet2 shape 1024": (["model.name=pointnet2", "data.num_points=1024", SHAPE], 8),
+    "pointnet shape 1024": (["model.name=pointnet", "data.num_points=1024", SHAPE], 8),
+    "dgcnn shape 1024": (["model.name=dgcnn", "data.num_points=1024", SHAPE], 8),
+    "sparse_unet shape 8192": (["model.name=sparse_unet", "data.num_points=8192", SHAPE], 4),
+}
 
 
 def pick_device(name: str) -> torch.device:
@@ -34,97 +49,84 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def median_seconds(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
-    def sync() -> None:
-        if device.type == "cuda":  # kernels are asynchronous: time their completion
-            torch.cuda.synchronize(device)
-
-    fn()  # warm-up: allocator, kernel selection, lazy Adam state
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":  # kernels are asynchronous: time their completion
+        torch.cuda.synchronize(device)
 
 
-def random_batch(batch: int, points: int, channels: int, classes: int,
-                 device: torch.device) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    coord = torch.rand(batch, points, 3, generator=g) * torch.tensor([1.0, 1.0, 4.0])
-    coord[..., :2] -= 0.5  # block-size units, as the block loader emits them
-    feat = torch.rand(batch, points, channels, generator=g)
-    labels = torch.randint(0, classes, (batch, points), generator=g)
-    return {"coord": coord.to(device), "feat": feat.to(device)}, labels.to(device)
-
-
-def bench(name: str, batch: dict[str, torch.Tensor], labels: torch.Tensor, classes: int,
-          repeats: int, device: torch.device) -> tuple[float, float]:
-    """(seconds per train step, seconds per inference forward) of one model."""
+def setup(overrides: list[str], blocks: int, data_args: list[str], device: torch.device):
+    cfg = load_config([REPO / "experiments/configs/rebar3d.yaml"], [*data_args, *overrides])
+    data = build_data(cfg.data)
     torch.manual_seed(0)
-    data = types.SimpleNamespace(input_shape=(3 + batch["feat"].shape[2],), num_classes=classes)
-    parts = build_model(lookup(MODELS, name, "model").config(), data)
+    parts = build_model(cfg.model, data)
     net = torch.nn.Sequential(parts.feature_extractor, parts.task_head).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    raw = data.source_train.__getitems__([(i % len(data.source_train), 0) for i in range(blocks)])
+    batch = {k: v.to(device) for k, v in raw.items()}
+    labels = batch.pop("label").long()
 
     def train_step() -> None:
+        net.train()
         opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(net(batch), labels).backward()
+        torch.nn.functional.cross_entropy(net(batch), labels, ignore_index=255).backward()
         opt.step()
 
     def infer() -> None:
+        net.eval()
         with torch.inference_mode():
             net(batch)
 
-    net.train()
-    train = median_seconds(train_step, repeats, device)
-    net.eval()
-    return train, median_seconds(infer, repeats, device)
+    points = blocks * batch["coord"].shape[1]
+    return train_step, infer, points
 
 
-def table(rows: list[tuple[str, int, float, float, float, float]], header: str) -> str:
-    lines = [header, "",
-             f"{'model':<10} {'N':>5} {'train s/step':>13} {'x pointnet':>11} "
-             f"{'infer s/fwd':>12} {'x pointnet':>11}"]
-    for name, n, train, train_ratio, infer, infer_ratio in rows:
-        lines.append(f"{name:<10} {n:>5} {train:>13.4f} {train_ratio:>11.2f} "
-                     f"{infer:>12.4f} {infer_ratio:>11.2f}")
-    return "\n".join(lines)
-
-
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda[:N]")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--points", type=int, nargs="+", default=[1024, 2048])
-    ap.add_argument("--channels", type=int, default=3, help="feat channels C (e.g. 3 for RGB)")
-    ap.add_argument("--classes", type=int, default=2)
+    ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", type=Path, help="also write the table to this text file")
+    ap.add_argument("--mode", default="mvs")
+    ap.add_argument("--scenes", type=int, default=60)
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-
     device = pick_device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    header = (f"device {device} ({where}), torch {torch.__version__}, {torch.get_num_threads()} "
-              f"CPU threads, batch {args.batch}, C {args.channels}, median of {args.repeats} "
-              "after 1 warm-up")
-    rows = []
-    for n in args.points:
-        batch, labels = random_batch(args.batch, n, args.channels, args.classes, device)
-        times = {name: bench(name, batch, labels, args.classes, args.repeats, device)
-                 for name in MODEL_NAMES}
-        base_train, base_infer = times["pointnet"]
-        for name, (train, infer) in times.items():
-            rows.append((name, n, train, train / base_train, infer, infer / base_infer))
-            print(f"  {name} N={n}: {train:.4f} s/step, {infer:.4f} s/forward", flush=True)
-    text = table(rows, header)
+    data_args = [f"data.mode={args.mode}", f"data.scenes={args.scenes}"]
+    jobs = {name: setup(o, b, data_args, device) for name, (o, b) in BACKBONES.items()}
+    times: dict[str, dict[str, list[float]]] = {n: {"train": [], "infer": []} for n in jobs}
+    for round_ in range(args.repeats + 1):  # round 0 warms up (allocator, Adam state)
+        for name, (train_step, infer, _) in jobs.items():
+            for kind, fn in (("train", train_step), ("infer", infer)):
+                sync(device)
+                t0 = time.perf_counter()
+                fn()
+                sync(device)
+                if round_:
+                    times[name][kind].append(time.perf_counter() - t0)
+        print(f"round {round_} done", flush=True)
+    base = next(iter(jobs))
+    med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+    pts = {n: jobs[n][2] for n in jobs}
+    git = git_state()
+    lines = ["# Backbone speed on real blocks (standard benchmark source_train)", "",
+             f"Command: `OMP_NUM_THREADS={torch.get_num_threads()} python experiments/bench_point_models.py "
+             f"--device {args.device} --repeats {args.repeats}`  ",
+             f"Commit: `{git['commit']}`{' (dirty tree)' if git['dirty'] else ''}  ",
+             f"Machine: {machine_summary()}; device {device}, {torch.get_num_threads()} threads  ",
+             f"Median of {args.repeats} interleaved rounds after a warm-up; ratios are to `{base}` "
+             "in this same run.", "",
+             "| backbone | blocks x points | train s/step | train points/s | x old | "
+             "infer s/batch | infer points/s | x old |", "|---|---|---|---|---|---|---|---|"]
+    for n in jobs:
+        tr, inf = med[n]["train"], med[n]["infer"]
+        tr0, inf0 = med[base]["train"], med[base]["infer"]
+        lines.append(f"| {n} | {pts[n]:,} | {tr:.3f} | {pts[n] / tr:,.0f} | "
+                     f"{(pts[n] / tr) / (pts[base] / tr0):.2f} | {inf:.3f} | {pts[n] / inf:,.0f} | "
+                     f"{(pts[n] / inf) / (pts[base] / inf0):.2f} |")
+    text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        args.out.write_text(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
