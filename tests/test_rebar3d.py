@@ -47,7 +47,9 @@ def test_blocks_shapes_and_unlabeled_target(r3d, tmp_path):
     data = build_data(cfg.data)
     keys = [(i, 5) for i in range(4)]
     src, tgt = data.source_train.__getitems__(keys), data.target_train.__getitems__(keys)
-    assert src["coord"].shape == (4, 256, 3) and src["feat"].shape == (4, 256, 0)
+    # the default inputs: xyz + 7 local-shape features at each of 4 radii
+    assert src["coord"].shape == (4, 256, 3) and src["feat"].shape == (4, 256, 28)
+    assert data.input_shape == (31,) and torch.isfinite(src["feat"]).all()
     assert set(torch.unique(src["label"]).tolist()) <= {0, 1, 2, 255}
     assert "label" not in tgt  # target_train has no labels, not even placeholders
     again = data.source_train.__getitems__(keys)  # same batch seed -> same batch (resume)
@@ -62,7 +64,7 @@ def test_blocks_shapes_and_unlabeled_target(r3d, tmp_path):
     assert (np.argsort(-w.numpy()) == np.argsort(counts)).all() and w.min() > 0
     colour = build_data(load_config(CONFIGS, _small(r3d, tmp_path, "data.colour=true")).data)
     batch = colour.target_train.__getitems__(keys)
-    assert batch["feat"].shape == (4, 256, 3) and batch["feat"].abs().max() <= 0.5
+    assert batch["feat"].shape == (4, 256, 31) and batch["feat"][..., :3].abs().max() <= 0.5
 
 
 def test_oracle_reads_target_train_labels_from_oracle_folder(r3d, tmp_path):
