@@ -66,14 +66,23 @@ def voxel_downsample(cloud: PointCloud, voxel: float) -> tuple[PointCloud, np.nd
     cells = np.floor(cloud.xyz / voxel)
     if np.abs(cells).max() >= 2**62:
         raise ValueError(f"voxel size {voxel} is too small for coordinates this large")
-    _, first, index, counts = np.unique(cells.astype(np.int64), axis=0, return_index=True,
-                                        return_inverse=True, return_counts=True)
+    cells = cells.astype(np.int64)
+    cells -= cells.min(axis=0)
+    if cells.max() < 2**21:
+        # One int64 key per point, x major: sorts exactly like the rows (x, y, z), so the
+        # output order is the same, at a fraction of the memory and time of axis=0 unique.
+        key = (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
+        del cells
+        _, first, index, counts = np.unique(key, return_index=True, return_inverse=True,
+                                            return_counts=True)
+    else:  # a cloud over 2^21 voxels wide (20 km at 1 cm): rows
+        _, first, index, counts = np.unique(cells, axis=0, return_index=True,
+                                            return_inverse=True, return_counts=True)
     index = index.reshape(-1)  # numpy 2.0.0 returned (N, 1) for axis=0
     m = len(counts)
 
     def mean(a: np.ndarray) -> np.ndarray:
-        sums = np.zeros((m, a.shape[1]))
-        np.add.at(sums, index, a)
+        sums = np.stack([np.bincount(index, a[:, c], m) for c in range(a.shape[1])], axis=1)
         return sums / counts[:, None]
 
     xyz = mean(cloud.xyz).astype(cloud.xyz.dtype)

@@ -32,18 +32,30 @@ CHANNELS_PER_RADIUS = 7
 DEFAULT_RADII = (0.02, 0.04, 0.08, 0.16)
 
 
-def _covariance_features(cells: np.ndarray, radius: float, k: int) -> np.ndarray:
-    """(m, 7) features of the cell centroids `cells` (m, 3) at `radius`."""
+def _covariance_features(cells: np.ndarray, radius: float, k: int,
+                         chunk: int = 65536) -> np.ndarray:
+    """(m, 7) features of the cell centroids `cells` (m, 3) at `radius`, computed `chunk`
+    query cells at a time so the (chunk, k) neighbour arrays bound the memory."""
     m = len(cells)
     k = min(k, m)
-    dist, idx = cKDTree(cells).query(cells, k=k, distance_upper_bound=radius, workers=-1)
-    if k == 1:
-        dist, idx = dist[:, None], idx[:, None]
-    valid = np.isfinite(dist)
+    tree = cKDTree(cells)
+    out = np.empty((m, CHANNELS_PER_RADIUS), np.float32)
+    for start in range(0, m, chunk):
+        query = cells[start:start + chunk]
+        dist, idx = tree.query(query, k=k, distance_upper_bound=radius, workers=-1)
+        if k == 1:
+            dist, idx = dist[:, None], idx[:, None]
+        out[start:start + chunk] = _features(cells, query, np.isfinite(dist), idx)
+    return out
+
+
+def _features(cells: np.ndarray, query: np.ndarray, valid: np.ndarray,
+              idx: np.ndarray) -> np.ndarray:
+    m = len(query)
     count = np.maximum(valid.sum(axis=1), 1)
     # Offsets from the query cell (small numbers: float32 is exact enough), zero where no
     # neighbour; then cov = E[d d^T] - E[d] E[d]^T from sums, without a (m, k, 3) mean pass.
-    rel = (cells[np.where(valid, idx, 0)] - cells[:, None]).astype(np.float32)
+    rel = (cells[np.where(valid, idx, 0)] - query[:, None]).astype(np.float32)
     rel[~valid] = 0.0
     s1 = rel.sum(axis=1, dtype=np.float64) / count[:, None]
     cov = np.empty((m, 3, 3))
