@@ -187,9 +187,11 @@ class SceneDataset(Dataset):
     """
 
     def __init__(self, scenes: list[Scene], block_size: float, num_points: int, colour: bool,
-                 num_classes: int, voxel: float = 0.01):
+                 num_classes: int, voxel: float = 0.01, elements: list[str] | None = None):
+        """elements: every element name to report an mIoU for (NaN where no scene has it),
+        so runs on different splits log the same metric names; None = the scenes' own."""
         self.scenes, self.block_size, self.num_points, self.colour = scenes, block_size, num_points, colour
-        self.num_classes, self.voxel = num_classes, voxel
+        self.num_classes, self.voxel, self.elements = num_classes, voxel, elements
         self.blocks = [tile_blocks(PointCloud(sc.xyz), block_size, num_points, seed=0) for sc in scenes]
 
     def __len__(self) -> int:
@@ -269,7 +271,8 @@ class SceneDataset(Dataset):
         extra = {"miou_ci_lo": lo, "miou_ci_hi": hi}
         if all(sc.element for sc in self.scenes):
             groups = grouped_miou(cms, [sc.element for sc in self.scenes])
-            extra.update({f"miou_{g}": v for g, v in groups.items()})
+            for g in self.elements or sorted(groups):
+                extra[f"miou_{g}"] = groups.get(g, float("nan"))
         return Predictions(torch.stack(cms).sum(0), pooled, np.full(len(pooled), -1),
                            dense=True, extra=extra)
 

@@ -34,6 +34,7 @@ from da.data import shape_features
 from da.data.blocks import BlockDataset, Scene, SceneDataset, prepare_scene
 from da.registry import register
 from data_tools.io import PointCloud, read_cloud
+from data_tools.rebar.cages import ELEMENTS
 from data_tools.splits import DatasetFileError, read_manifest
 
 NUM_CLASSES = 3  # 0 background, 1 main rebar, 2 tie; 255 ignore
@@ -199,7 +200,7 @@ def build_rebar3d_data(cfg: Rebar3dConfig) -> DomainData:
 
     def whole(scenes: list[Scene]) -> SceneDataset:
         return SceneDataset(scenes, cfg.block_size, cfg.num_points, cfg.colour, NUM_CLASSES,
-                            voxel=cfg.voxel)
+                            voxel=cfg.voxel, elements=list(ELEMENTS))
 
     weights = inverse_sqrt_weights(train_scenes, NUM_CLASSES) if cfg.class_weighting != "none" else None
     return DomainData(
