@@ -339,7 +339,8 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
                   "unknown): these numbers cannot be reproduced from any commit."]
     if result.get("missing_runs"):
         lines += ["", "**Partial table** (`--finished-only`): not run: " + ", ".join(result["missing_runs"]) + "."]
-    if not has_gap and any(r["role"] == "oracle" for r in result["rows"]):
+    adapted = any(r["role"] == "adapted" for r in result["rows"])
+    if not has_gap and adapted and any(r["role"] == "oracle" for r in result["rows"]):
         lines += ["", "No gap closed is given: the train-on-target row does not beat the "
                   "source-only row on the primary metric, so there is no gap to close."]
     lines += selection_markdown(result.get("selection", []), result["primary_metric"])
