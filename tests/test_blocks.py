@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from da.data.blocks import BlockDataset, prepare_scene, sample_block, voxel_grid
+from da.data.blocks import BlockDataset, prepare_scene, sample_block
 from da.metrics import bootstrap_miou, grouped_miou, mean_iou
 from data_tools.io import PointCloud
 

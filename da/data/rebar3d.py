@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from da.config import DataConfig
-from da.data import DATASETS, DomainData, dataset_folder
-from da.data import shape_features
+from da.data import DATASETS, DomainData, dataset_folder, shape_features
 from da.data.blocks import BlockDataset, Scene, SceneDataset, prepare_scene
 from da.registry import register
 from data_tools.io import PointCloud, read_cloud
