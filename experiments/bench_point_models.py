@@ -54,9 +54,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def setup(overrides: list[str], blocks: int, data_args: list[str], device: torch.device):
+def setup(overrides: list[str], blocks: int, data_args: list[str], device: torch.device,
+          loaded: dict):
     cfg = load_config([REPO / "experiments/configs/rebar3d.yaml"], [*data_args, *overrides])
-    data = build_data(cfg.data)
+    key = repr(cfg.data)  # backbones on the same inputs share one loaded dataset
+    data = loaded[key] if key in loaded else loaded.setdefault(key, build_data(cfg.data))
     torch.manual_seed(0)
     parts = build_model(cfg.model, data)
     net = torch.nn.Sequential(parts.feature_extractor, parts.task_head).to(device)
@@ -90,7 +92,8 @@ def main() -> int:
     args = ap.parse_args()
     device = pick_device(args.device)
     data_args = [f"data.mode={args.mode}", f"data.scenes={args.scenes}"]
-    jobs = {name: setup(o, b, data_args, device) for name, (o, b) in BACKBONES.items()}
+    loaded: dict = {}
+    jobs = {name: setup(o, b, data_args, device, loaded) for name, (o, b) in BACKBONES.items()}
     times: dict[str, dict[str, list[float]]] = {n: {"train": [], "infer": []} for n in jobs}
     for round_ in range(args.repeats + 1):  # round 0 warms up (allocator, Adam state)
         for name, (train_step, infer, _) in jobs.items():

@@ -17,10 +17,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from da.metrics import confusion_matrix, per_class_iou  # noqa: E402
 from data_tools.io import PointCloud, read_cloud, write_cloud  # noqa: E402
 from data_tools.rebar.cages import make_scene  # noqa: E402
 from data_tools.rebar.mesh import scene_to_mesh  # noqa: E402
@@ -41,9 +43,8 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "da.cli", "predict", str(args.run), str(src),
                         "--out", str(pred), "--up", "z"], check=True, cwd=REPO)
         labels = read_cloud(pred).labels
-    cm = np.zeros((3, 3), int)
-    np.add.at(cm, (cloud.labels, labels), 1)
-    iou = [cm[k, k] / (cm[k].sum() + cm[:, k].sum() - cm[k, k]) for k in range(3)]
+    cm = confusion_matrix(torch.from_numpy(labels), torch.from_numpy(cloud.labels), 3).numpy()
+    iou = per_class_iou(torch.from_numpy(cm))
     lines = ["# da predict on a clean column cage", "",
              f"Command: `python experiments/predict_clean_column.py {args.run} --seed {args.seed}`", "",
              f"{len(cloud):,} points; rows = truth (background, main, tie), columns = prediction:", "",

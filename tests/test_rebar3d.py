@@ -185,3 +185,14 @@ def test_to_training_frame_scale_reference_and_up():
         assert np.isclose(out[3000:, 2].max(), xyz[3000:, 2].max(), atol=1e-3)  # post height in metres
     with pytest.raises(ValueError, match="either a scale or a reference"):
         to_training_frame(user, scale=2.0, reference=(p1, p2, 1.0))
+
+
+def test_unreadable_shape_cache_is_computed_again(r3d, tmp_path):
+    cfg = load_config(CONFIGS, _small(r3d, tmp_path)).data
+    first = build_data(cfg).source_val.scenes[0].shape
+    caches = sorted((r3d / "prepared-0.02" / "source_val").glob("*-shape-*.npy"))
+    assert caches
+    caches[0].write_bytes(caches[0].read_bytes()[:40])  # truncated, as by a full disk
+    again = build_data(cfg).source_val.scenes[0].shape
+    assert np.array_equal(first, again)
+    assert np.array_equal(np.load(caches[0]), first)  # and the cache is whole again

@@ -164,8 +164,12 @@ def load_shape(folder: Path, split: str, entry: dict, scene: Scene, voxel: float
     tag = "-".join(f"{r:g}" for r in radii)
     cache = folder / f"prepared-{voxel:g}" / split / f"{Path(entry['file']).stem}-shape-{tag}.npy"
     if cache.is_file():
-        shape = np.load(cache)
-        if shape.shape == (len(scene.xyz), shape_features.CHANNELS_PER_RADIUS * len(radii)):
+        try:
+            shape = np.load(cache)
+        except (ValueError, OSError, EOFError):  # unreadable: a cache, so computed again
+            shape = None
+        if shape is not None and shape.shape == (len(scene.xyz),
+                                                 shape_features.CHANNELS_PER_RADIUS * len(radii)):
             return shape
     shape = shape_features.local_shape(scene.xyz, radii, min_cell=voxel)
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -103,9 +103,9 @@ class SubmanifoldConv(nn.Module):
         self.norm = nn.BatchNorm1d(c_out)
 
     def forward(self, x: torch.Tensor, level: Level) -> torch.Tensor:
-        # Gather-matmul-scatter per offset over existing neighbours only: on bars (lines of
-        # voxels) ~3-9 of the 27 offsets are occupied, so this does a fraction of the
-        # work of one dense (M, 27 C) matmul.
+        # Gather-matmul-scatter per offset over existing neighbours only: bars are lines of
+        # voxels, most of the 27 offsets are empty; on benchmark blocks this cut a training
+        # step from ~10 s to ~4.5 s (1 thread) against one dense (M, 27 C) gather + matmul.
         w = self.weight.view(27, x.shape[1], -1)
         out = x.new_zeros(len(x), w.shape[2])
         for k, dst, src in level.pairs():
@@ -125,7 +125,7 @@ class DownConv(nn.Module):
     def forward(self, x: torch.Tensor, parent: torch.Tensor, offset: torch.Tensor,
                 n_parents: int) -> torch.Tensor:
         # All 8 offsets in one matmul, then each child's own: 8x the flops of a grouped
-        # version, but one dense kernel (faster on a CPU at these widths).
+        # version but one dense kernel and no loop (the grouped version was not measured).
         c_out = self.weight.shape[2]
         every = (x @ self.weight.permute(1, 0, 2).reshape(x.shape[1], 8 * c_out)).view(-1, 8, c_out)
         per_child = every[torch.arange(len(x), device=x.device), offset]
