@@ -50,3 +50,32 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+# Parts of an Algorithm that an initial checkpoint must provide; anything else it lacks
+# (domain classifiers, teachers, ...) keeps its fresh initialisation.
+REQUIRED_PARTS = ("feature_extractor.", "task_head.")
+
+
+def init_weights(module: torch.nn.Module, source: str | Path) -> Path:
+    """Load model weights from a run folder (checkpoints/last.pt) or a checkpoint file into
+    `module`; returns the file read. Missing feature-extractor / task-head tensors, tensors
+    the module does not have, or shapes that differ are errors naming the file - never a
+    silent partial load."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init_from: {path} does not exist (train that run first)")
+    state = load(path, "cpu")
+    state = state.get("model", state) if isinstance(state, dict) else state
+    own = module.state_dict()
+    unexpected = sorted(k for k in state if k not in own)
+    missing = sorted(k for k in own if k not in state and k.startswith(REQUIRED_PARTS))
+    wrong = sorted(k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape))
+    if unexpected or missing or wrong:
+        raise ValueError(f"{path}: does not fit this model (unexpected {unexpected[:5]}, missing "
+                         f"{missing[:5]}, other shapes {wrong[:5]}); init_from needs the same "
+                         "backbone and inputs")
+    module.load_state_dict(state, strict=False)
+    return path

@@ -65,6 +65,11 @@ class TrainConfig:
     embedding_samples: int = 300  # per domain, for TensorBoard's projector at the end; 0 = off
     progress_bar: bool = True
     dtype: str = "float32"  # float32 | float64 (numerics checks; AMP needs float32)
+    # Start from trained weights: a run folder (its checkpoints/last.pt) or a .pt file.
+    # Feature extractor and task head must match exactly; modules the checkpoint lacks
+    # (a new domain classifier, a teacher) start fresh. Read at step 0 only: a resumed
+    # run continues from its own checkpoint.
+    init_from: str = ""
 
 
 @dataclass

@@ -15,6 +15,8 @@ A table YAML (experiments/tables/NAME.yaml):
         overrides: [algorithm.lambda_max=0.3]
         grid: {algorithm.lambda_max: [0.1, 0.3]}   # optional: a sweep, one row per combination
         select: [reverse, dev, source_val]        # optional, with grid: unsupervised model selection
+        init_from: source_only   # optional: start from that row's run of the same seed
+                                 # (trained first if missing; e.g. AdaBN, self-training)
     profiles:
       quick: {overrides: [train.steps=300], seeds: [0, 1], rows: [source_only, dann*]}
       standard: {}
@@ -52,7 +54,7 @@ from da.provenance import git_state, machine_summary
 from da.train import train
 
 TABLE_KEYS = {"description", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles", "figure"}
-ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline", "select"}
+ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline", "select", "init_from"}
 PROFILE_KEYS = {"overrides", "seeds", "rows"}
 ROLES = {"source_only", "adapted", "oracle", None}
 # Derived from results.jsonl: target accuracy at the evaluation with the best source-val
@@ -69,6 +71,7 @@ class Row:
     baseline: str | None = None  # source-only row for the gap closed (default: role source_only)
     family: str | None = None  # the grid row this one was expanded from
     select: list[str] = field(default_factory=list)  # validators choosing among the family
+    init_from: str | None = None  # a row whose run of the same seed gives the initial weights
 
 
 @dataclass
@@ -97,7 +100,7 @@ def expand_grid(row: dict, where: str) -> list[Row]:
 
     select = list(row.get("select") or [])
     base = Row(row["name"], row.get("role"), list(row.get("configs", [])), list(row.get("overrides", [])),
-               row.get("baseline"), row["name"], select)
+               row.get("baseline"), row["name"], select, row.get("init_from"))
     if base.role not in ROLES:
         raise ConfigError(f"{where}: row '{base.name}' has role '{base.role}'; valid: source_only, adapted, oracle")
     unknown = [v for v in select if v not in VALIDATORS]
@@ -114,8 +117,8 @@ def expand_grid(row: dict, where: str) -> list[Row]:
     for values in itertools.product(*(grid[k] for k in keys)):
         pairs = [f"{k}={v}" for k, v in zip(keys, values)]
         label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
-        rows.append(Row(f"{base.name}[{label}]", base.role, base.configs, base.overrides + pairs, base.baseline,
-                        base.name, select))
+        rows.append(Row(f"{base.name}[{label}]", base.role, base.configs, base.overrides + pairs,
+                        base.baseline, base.name, select, base.init_from))
     return rows
 
 
@@ -138,6 +141,8 @@ def load_table(name_or_path: str) -> Table:
     for r in rows:
         if r.baseline and r.baseline not in names:
             raise ConfigError(f"{where}: row '{r.name}' has baseline '{r.baseline}', which is not a row")
+        if r.init_from and (r.init_from not in names or r.init_from == r.name):
+            raise ConfigError(f"{where}: row '{r.name}' has init_from '{r.init_from}', which is not another row")
     profiles = raw.get("profiles", {}) or {}
     for pname, prof in profiles.items():
         _check(prof or {}, PROFILE_KEYS, f"{where} profile {pname}")
@@ -154,7 +159,11 @@ def run_dir(runs_root: Path, table: Table, profile: str, row: Row, seed: int) ->
 
 def row_config(table: Table, profile: str, row: Row, seed: int, runs_root: Path):
     prof = table.profiles.get(profile) or {}
-    overrides = list(prof.get("overrides", [])) + row.overrides + [
+    init = []
+    if row.init_from:  # the same seed's run of that row, in this profile
+        start = Row(row.init_from)
+        init = [f"train.init_from={run_dir(runs_root, table, profile, start, seed)}"]
+    overrides = list(prof.get("overrides", [])) + row.overrides + init + [
         f"seed={seed}", f"name={table.name}-{row.name}",
         f"run_dir={run_dir(runs_root, table, profile, row, seed)}"]
     return load_config(table.configs + row.configs, overrides)
@@ -372,6 +381,7 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
                           f"training the '{profile}' profile of {table.name}, or pass --allow-dirty "
                           "(the table is then marked as trained from uncommitted code)")
     prof = table.profiles.get(profile) or {}
+    all_rows = {r.name: r for r in table.rows}
     for patterns, what in ((prof.get("rows"), f"profile {profile}'s rows"), (only_rows, "--rows")):
         if patterns:
             table.rows = [r for r in table.rows if any(fnmatch(r.name, p) for p in patterns)]
@@ -391,6 +401,8 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         per_seed = {}
         for seed in row_seeds:
             cfg = configs[(row.name, seed)]
+            if row.init_from and not finished_only:  # its starting point first (skipped if done)
+                train(row_config(table, profile, all_rows[row.init_from], seed, runs_root))
             path = train(cfg)
             commits.add(run_commit(path))
             final = run_metrics(path)

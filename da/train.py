@@ -232,6 +232,8 @@ class Trainer:
                 else:
                     path.unlink(missing_ok=True)
             prov = provenance(cfg.seed, getattr(cfg.data, "data_seed", None), self.device)
+            if cfg.train.init_from:
+                prov["init_from"] = str(checkpoint.init_weights(run.algorithm, cfg.train.init_from))
             (run_dir / "provenance.json").write_text(json.dumps(prov, indent=2))
 
         log = RunLogger(run_dir, state["step"])
@@ -269,19 +271,21 @@ class Trainer:
             with autocast:
                 losses = run.algorithm.losses(src, tgt, progress)
             total = losses["total"]
-            run.optimizer.zero_grad(set_to_none=True)
-            run.scaler.scale(total).backward()
-            if cfg.optim.grad_clip > 0:
-                run.scaler.unscale_(run.optimizer)
-                torch.nn.utils.clip_grad_norm_(run.algorithm.parameters(), cfg.optim.grad_clip)
-            run.scaler.step(run.optimizer)
-            run.scaler.update()
+            if run.algorithm.updates_parameters:
+                run.optimizer.zero_grad(set_to_none=True)
+                run.scaler.scale(total).backward()
+                if cfg.optim.grad_clip > 0:
+                    run.scaler.unscale_(run.optimizer)
+                    torch.nn.utils.clip_grad_norm_(run.algorithm.parameters(), cfg.optim.grad_clip)
+                run.scaler.step(run.optimizer)
+                run.scaler.update()
             nonfinite |= ~torch.isfinite(total.detach())  # checked when we sync anyway
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float()
             count += 1
             lr = run.optimizer.param_groups[-1]["lr"]
-            run.scheduler.step()
+            if run.algorithm.updates_parameters:  # no optimiser step, no schedule step
+                run.scheduler.step()
             done_steps = step + 1
             bar.update(1)
 

@@ -84,6 +84,15 @@ def cmd_rebar3d(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate_source(args: argparse.Namespace) -> int:
+    from data_tools.target_dataset import simulate_source
+
+    out = simulate_source(args.dataset, args.preset, progress=not args.no_progress)
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"wrote {len(manifest['splits'][out.name])} simulated source scenes to {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_tools",
                                      description="Make, convert and look at data.")
@@ -141,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="give each target cloud a random similarity transform (recorded in the manifest)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_rebar3d)
+
+    p = sub.add_parser("simulate-source",
+                       help="labelled fast-photogrammetry clouds of a rebar3d dataset's source cages")
+    p.add_argument("dataset", type=Path, help="a folder written by `rebar3d`")
+    p.add_argument("--preset", default="typical", help="artefact preset: mild, typical, harsh")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_simulate_source)
 
     args = parser.parse_args(argv)
     from data_tools.splits import DatasetFileError

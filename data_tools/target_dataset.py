@@ -86,8 +86,10 @@ from data_tools.rebar.generate import _json_default
 from data_tools.rebar.mesh import scene_to_mesh
 from data_tools.rebar.model import ROLE_LABEL
 from data_tools.rebar.sampling import sample_surface
+from data_tools.splits import DatasetFileError, read_manifest
 
-__all__ = ["CROP_MARGIN", "MODES", "ORACLE_LABELS", "SPLITS", "build_rebar3d", "draw_split_scenes", "split_sizes",
+__all__ = ["CROP_MARGIN", "MODES", "ORACLE_LABELS", "SPLITS", "build_rebar3d", "draw_split_scenes",
+           "reconstruction_setup", "simulate_source", "simulated_source_dir", "split_sizes",
            "target_cloud"]
 
 SPLITS = ("source_train", "source_val", "target_train", "target_test")
@@ -142,6 +144,19 @@ def capture_ring(recon: ReconstructionPreset, capture: str) -> ReconstructionPre
                    n_views=path.n_images, focal_px=focal)
 
 
+def reconstruction_setup(preset: str, capture: str, image_size: tuple[int, int] | None = None,
+                         n_views: int | None = None) -> ReconstructionPreset:
+    """The camera ring and matcher a dataset's target scenes are captured with."""
+    recon = RECONSTRUCTION_PRESETS[preset]
+    if n_views is None:  # an explicit view count wins over the capture preset's ring
+        recon = capture_ring(recon, capture)
+    else:
+        recon = replace(capture_ring(recon, capture), n_views=int(n_views))
+    if image_size is not None and tuple(image_size) != tuple(recon.image_size):
+        recon = recon.at_size(int(image_size[0]), int(image_size[1]))
+    return recon
+
+
 def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed: int,
                   density: float = 20000.0, elements: list[str] | None = None,
                   similarity: bool = False, progress: bool = True,
@@ -175,14 +190,7 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
     if n_views is not None and n_views < 2:
         raise ValueError(f"need at least 2 views (the fusion needs two that agree), got {n_views}")
     sizes = split_sizes(scenes)
-
-    recon = RECONSTRUCTION_PRESETS[preset]
-    if n_views is None:  # an explicit view count wins over the capture preset's ring
-        recon = capture_ring(recon, capture)
-    else:
-        recon = replace(capture_ring(recon, capture), n_views=int(n_views))
-    if image_size is not None:
-        recon = recon.at_size(int(image_size[0]), int(image_size[1]))
+    recon = reconstruction_setup(preset, capture, image_size, n_views)
     drawn = draw_split_scenes(seed, sizes, elements)
 
     t_start = time.perf_counter()
@@ -286,3 +294,58 @@ def write_target_scene(folder: Path, i: int, element: str, scene_seed: int, mode
         entry["fusion_seconds"] = round(timings.fusion_s, 3)
     entry["seconds"] = round(time.perf_counter() - t0, 3)
     return entry
+
+
+def simulated_source_dir(dataset: str | Path, preset: str) -> Path:
+    return Path(dataset) / f"simulated_source-fast-{preset}"
+
+
+def simulate_source(dataset: str | Path, preset: str = "typical", progress: bool = True,
+                    label_distance: float | None = None) -> Path:
+    """Labelled "photogrammetric" clouds of the dataset's source_train cages: the fast
+    artefact model (``ARTEFACT_PRESETS[preset]``, calibrated to mvs statistics) applied to
+    each source cage, captured with the dataset's own camera ring (capture preset, image
+    size, views), cropped like the target clouds, and labelled by nearest surface of the
+    cage - ground truth carried over exactly as for target_test. Extra labelled training
+    data for a user who has only the BIM model; it uses target-domain calibration.
+
+    Written once to ``<dataset>/simulated_source-fast-<preset>/`` (scene_XXXX.ply with a
+    label property, same index as source_train, and manifest.json whose "splits" holds
+    the folder's own name, so readers treat it as one more split); returns that folder.
+    The capture rng is ``default_rng([scene_seed, 2])``, as for target scenes; no cage of
+    another split is read."""
+    dataset = Path(dataset)
+    manifest = read_manifest(dataset)
+    if preset not in ARTEFACT_PRESETS:
+        raise ValueError(f"unknown artefact preset {preset!r}; choose from {', '.join(ARTEFACT_PRESETS)}")
+    entries = manifest.get("splits", {}).get("source_train")
+    if not entries:
+        raise DatasetFileError(f"{dataset / 'manifest.json'}: no source_train scenes to simulate")
+    capture_preset = manifest.get("capture", "noon")
+    recon = reconstruction_setup(manifest.get("preset", preset), capture_preset,
+                                 manifest.get("image_size"), manifest.get("n_views"))
+    label_distance = float(label_distance or manifest.get("label_distance", 0.02))
+    out = simulated_source_dir(dataset, preset)
+    t_start = time.perf_counter()
+    with atomic_folder(out) as tmp:
+        written = []
+        for e in tqdm(entries, desc=f"simulate source ({preset})", unit="scene", disable=not progress):
+            t0 = time.perf_counter()
+            element, scene_seed = str(e["element"]), int(e["scene_seed"])
+            cloud, site, (lo, hi) = target_cloud(element, scene_seed, "fast", recon, preset, capture_preset)
+            keep = np.all((cloud.xyz >= lo - CROP_MARGIN) & (cloud.xyz <= hi + CROP_MARGIN), axis=1)
+            cloud = PointCloud(cloud.xyz[keep], None if cloud.rgb is None else cloud.rgb[keep])
+            labels = label_by_nearest_surface(cloud, site, label_distance).astype(np.int64)
+            name = f"scene_{int(e['index']):04d}.ply"
+            write_cloud(tmp / name, PointCloud(cloud.xyz, cloud.rgb, labels=labels))
+            written.append({"index": int(e["index"]), "file": name, "element": element,
+                            "scene_seed": scene_seed, "points": len(cloud),
+                            "label_counts": _counts(labels),
+                            "seconds": round(time.perf_counter() - t0, 3)})
+        (tmp / "manifest.json").write_text(json.dumps({
+            "what": "fast artefact model applied to the source_train cages (uses target-domain calibration)",
+            "preset": preset, "capture": capture_preset, "label_distance": label_distance,
+            "artefact_params": asdict(ARTEFACT_PRESETS[preset]),
+            "seconds": round(time.perf_counter() - t_start, 3),
+            "splits": {out.name: written}}, indent=1, default=_json_default))
+    return out

@@ -25,6 +25,9 @@ IGNORE_INDEX = 255  # labels never counted (e.g. unlabeled points)
 
 class Algorithm(nn.Module):
     uses_target: bool = False  # whether the trainer must draw unlabeled target batches
+    # False: the trainer runs `losses` (for its side effects, e.g. BatchNorm statistics)
+    # but does no backward pass and no optimiser step (AdaBN)
+    updates_parameters: bool = True
     class_weights: torch.Tensor | None = None  # per-class task-loss weights, set by the trainer
 
     def __init__(self, feature_extractor: nn.Module, task_head: nn.Module, cfg: AlgorithmConfig):

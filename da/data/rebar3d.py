@@ -59,6 +59,10 @@ class Rebar3dConfig(DataConfig):
     # local-shape feature radii in metres (da.data.shape_features); empty = xyz only
     shape_radii: list[float] = field(default_factory=list)
     class_weighting: str = "inverse_sqrt"  # inverse_sqrt | none
+    # Artefact preset (mild | typical | harsh) of simulated photogrammetry of the source
+    # cages (data_tools.target_dataset.simulate_source), added to the labeled training
+    # scenes; empty = none. Uses target-domain calibration (the fast model fits mvs).
+    simulated_source: str = ""
 
     def validate(self) -> None:
         if self.mode not in ("mvs", "fast"):
@@ -69,6 +73,11 @@ class Rebar3dConfig(DataConfig):
             raise ValueError("need voxel > 0, num_points >= 1 and 0 < train_stride <= block_size")
         if self.shape_radii and min(self.shape_radii) <= 0:
             raise ValueError(f"shape_radii must be positive, got {self.shape_radii}")
+        if self.simulated_source and self.simulated_source not in ("mild", "typical", "harsh"):
+            raise ValueError(f"simulated_source must be mild, typical, harsh or empty, got '{self.simulated_source}'")
+        if self.simulated_source and self.target_labeled:
+            raise ValueError("simulated_source adds to the SOURCE training scenes; the train-on-target "
+                             "oracle (target_labeled=true) does not use it")
         if self.image_size and len(self.image_size) != 2:
             raise ValueError(f"image_size must be [W, H], got {self.image_size}")
 
@@ -90,11 +99,11 @@ def dataset_dir(cfg: Rebar3dConfig) -> Path:
 
 
 def _labels_file(folder: Path, split: str, entry: dict) -> Path | None:
-    if split in ("source_train", "source_val"):
-        return None  # labels are in the PLY
     if split == "target_test":
         return folder / "target_test" / entry["labels_file"]
-    return folder / "oracle_labels" / f"scene_{entry['index']:04d}_labels.npy"
+    if split == "target_train":
+        return folder / "oracle_labels" / f"scene_{entry['index']:04d}_labels.npy"
+    return None  # source splits and simulated source: labels are in the PLY
 
 
 def load_scene(folder: Path, split: str, entry: dict, labeled: bool, voxel: float) -> Scene:
@@ -179,6 +188,18 @@ def load_shape(folder: Path, split: str, entry: dict, scene: Scene, voxel: float
     return shape
 
 
+def simulated_scenes(folder: Path, cfg: Rebar3dConfig) -> list[Scene]:
+    """The dataset's simulated-photogrammetry source scenes (built once, on first use)."""
+    from data_tools.target_dataset import simulate_source, simulated_source_dir
+
+    sim = simulated_source_dir(folder, cfg.simulated_source)
+    if not (sim / "manifest.json").is_file():
+        simulate_source(folder, cfg.simulated_source)
+    manifest = read_manifest(sim)
+    # the simulated folder is a split of the dataset folder (manifest keyed by its name)
+    return load_split(folder, manifest, sim.name, True, cfg.voxel, cfg.shape_radii)
+
+
 def inverse_sqrt_weights(scenes: list[Scene], num_classes: int) -> torch.Tensor:
     labels = np.concatenate([s.labels for s in scenes])
     counts = np.bincount(labels[labels != 255], minlength=num_classes).astype(np.float64)
@@ -196,6 +217,8 @@ def build_rebar3d_data(cfg: Rebar3dConfig) -> DomainData:
                                              cfg.shape_radii)
     train_split = "target_train" if cfg.target_labeled else "source_train"
     train_scenes = load(train_split, True)
+    if cfg.simulated_source:
+        train_scenes += simulated_scenes(folder, cfg)
 
     def blocks(scenes: list[Scene], labeled: bool) -> BlockDataset:
         return BlockDataset(scenes, cfg.block_size, cfg.train_stride, cfg.num_points, cfg.colour,
