@@ -162,3 +162,41 @@ def test_finished_only_tabulates_what_is_done_and_trains_nothing(table, tmp_path
     assert not (runs / "tables/tiny/quick/dann_lambda_max1.0").exists()  # nothing was trained
     md = (out / "tiny.quick.partial.md").read_text()
     assert "Partial table" in md and "| dann_lr0.1 | dann | 0 |" in md
+
+
+INIT_TABLE = """
+description: a row that starts from another row's runs
+configs: [{repo}/experiments/configs/moons.yaml]
+primary_metric: target_acc
+metrics: [target_acc]
+seeds: [0, 1]
+rows:
+  - name: source_only
+    role: source_only
+  - name: self_training
+    role: adapted
+    init_from: source_only
+    overrides: [algorithm.name=self_training, train.steps=10]
+profiles:
+  quick:
+    rows: [self_training]
+    overrides: [train.steps=20, train.eval_every=10, train.log_every=10, train.embedding_samples=0,
+                train.progress_bar=false, data.root={data}]
+"""
+
+
+def test_init_from_row_trains_its_start_first_and_loads_the_same_seed(tmp_path, data_root):
+    path = tmp_path / "init.yaml"
+    path.write_text(INIT_TABLE.format(repo=REPO, data=data_root))
+    runs = tmp_path / "runs"
+    # the profile lists only self_training: its starting runs are trained anyway
+    assert main(["reproduce", str(path), "--profile", "quick", "--out", str(tmp_path / "out"),
+                 "--runs", str(runs)]) == 0
+    for seed in (0, 1):
+        start = runs / f"tables/init/quick/source_only/seed{seed}"
+        assert (start / "done").exists()
+        prov = json.loads((runs / f"tables/init/quick/self_training/seed{seed}/provenance.json").read_text())
+        assert prov["init_from"] == str(start / "checkpoints" / "last.pt")
+    path.write_text(INIT_TABLE.format(repo=REPO, data=data_root).replace("init_from: source_only",
+                                                                         "init_from: nothing"))
+    assert main(["reproduce", str(path), "--profile", "quick", "--runs", str(runs)]) == 2
