@@ -1,0 +1,248 @@
+"""torchvision backbones (ResNet-18/50, MobileNetV3) with transfer-learning strategies.
+
+A backbone is cut into an ordered list of stages - the stem, then the stages between
+downsamplings (ResNet: layer1..layer4; MobileNetV3: its feature blocks grouped by output
+resolution) - so the strategies can name a stage by number (1 = first stage after the stem):
+
+- `scratch`: random initialisation, everything trained (`weights` must be empty).
+- `feature_extractor`: every stage frozen, a new head on the pooled last stage.
+- `features_from` + `stage=S`: the network CUT after stage S (later stages dropped),
+  frozen, a new head on the pooled activations of stage S.
+- `finetune_from` + `stage=S`: stem and stages before S frozen, stages S.. trained.
+- `finetune_all`: everything trained from the pretrained weights.
+
+Frozen means: requires_grad False AND the stage's BatchNorm layers kept in eval mode
+whatever the trainer's train()/eval() calls (their running statistics never move), and no
+autograd graph is built through a fully frozen prefix. Pretrained parts learn at
+optim.lr x optim.feature_lr_mult (the configs use 0.1), the new head at optim.lr.
+
+Weights (`weights`): "" = random; `imagenet` = torchvision's ImageNet-1k weights read
+from the local torch cache (TORCH_HOME / torch.hub.get_dir(), checkpoints/) - never
+downloaded; a path = a .pth/.pt state dict or .safetensors file of the torchvision
+model (its classifier is dropped), or a backbone exported from one of our runs
+(`da export-backbone RUN_DIR --out FILE`). Inputs: `batch[input_key]` images (B, 3, H, W)
+normalised as the weights expect (see `da.data.images`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from da.config import ModelConfig
+from da.models import MODELS, ModelParts
+from da.registry import register
+
+ARCHS = ("resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large")
+STRATEGIES = ("scratch", "feature_extractor", "features_from", "finetune_from", "finetune_all")
+EXPORT_FORMAT = "da-backbone-v1"  # what `da export-backbone` writes
+
+
+@dataclass
+class TorchvisionConfig(ModelConfig):
+    name: str = "torchvision"
+    arch: str = "resnet18"
+    weights: str = ""  # "" | imagenet | path to .pth / .pt / .safetensors
+    strategy: str = "finetune_all"
+    stage: int = 0  # for features_from / finetune_from: 1 .. number of stages
+    head_hidden: list[int] = field(default_factory=list)
+    dropout: float = 0.0  # before the new head
+
+    def validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got '{self.arch}'")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
+        if self.strategy == "scratch" and self.weights:
+            raise ValueError("strategy scratch trains from random weights; set weights='' "
+                             "(or choose finetune_all to start from them)")
+        if self.strategy != "scratch" and not self.weights:
+            raise ValueError(f"strategy {self.strategy} needs pretrained weights "
+                             "(weights=imagenet or weights=PATH)")
+        if self.strategy in ("features_from", "finetune_from") and self.stage < 1:
+            raise ValueError(f"strategy {self.strategy} needs stage >= 1 (1 = first stage after the stem)")
+        if self.strategy not in ("features_from", "finetune_from") and self.stage:
+            raise ValueError(f"stage is only read by features_from / finetune_from, not {self.strategy}")
+
+
+def torchvision_model(arch: str) -> nn.Module:
+    import torchvision
+
+    return getattr(torchvision.models, arch)(weights=None)
+
+
+def stages_of(arch: str, net: nn.Module) -> list[nn.Module]:
+    """[stem, stage 1, ..., stage n] of a torchvision classifier (its head left out)."""
+    if arch.startswith("resnet"):
+        stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        return [stem, net.layer1, net.layer2, net.layer3, net.layer4]
+    blocks = list(net.features)
+    groups: list[list[nn.Module]] = [[blocks[0]]]  # the stem: first conv (stride 2)
+    x = blocks[0](torch.zeros(1, 3, 64, 64))
+    size = x.shape[-1]
+    for b in blocks[1:]:
+        with torch.no_grad():
+            x = b(x)
+        if x.shape[-1] < size or len(groups) == 1:  # a downsampling starts a new stage
+            groups.append([])
+            size = x.shape[-1]
+        groups[-1].append(b)
+    return [nn.Sequential(*g) for g in groups]
+
+
+def imagenet_file(arch: str) -> Path:
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(arch)
+    url = enum.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"model.weights: {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise ValueError(f"{path}: not a readable state dict ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and state.get("format") == EXPORT_FORMAT:
+        return {"__export__": state}  # type: ignore[dict-item]
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors")
+    return state
+
+
+def load_pretrained(arch: str, net: nn.Module, weights: str) -> str:
+    """Fill `net` (a torchvision classifier) with `weights`; returns what was read."""
+    if weights == "imagenet":
+        path = imagenet_file(arch)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"model.weights=imagenet: {path} is not in the local torch cache and nothing is "
+                f"downloaded here. Copy torchvision's {arch} ImageNet file there (it is what "
+                f"torchvision.models.{arch}(weights='IMAGENET1K_V1') downloads; the folder follows "
+                "TORCH_HOME), or pretrain our own: `da train` on a large labeled task, then "
+                "`da export-backbone RUN_DIR --out weights.pth` and model.weights=weights.pth")
+    else:
+        path = Path(weights)
+    state = read_state_dict(path)
+    if "__export__" in state:
+        export = state["__export__"]
+        if export.get("arch") != arch:
+            raise ValueError(f"{path}: a {export.get('arch')} backbone, not {arch}")
+        state = export["state_dict"]
+    head = ("fc.", "classifier.")  # the original classifier: replaced by our head
+    state = {k: v for k, v in state.items() if not k.startswith(head)}
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith(head)}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        raise ValueError(f"{path}: does not fit torchvision {arch} (missing {missing[:4]}, unexpected "
+                         f"{unexpected[:4]}, other shapes {wrong[:4]})")
+    net.load_state_dict(state, strict=False)
+    return str(path)
+
+
+class StagedBackbone(nn.Module):
+    """Stages run in order, pooled to (B, C). Frozen stages: no gradients, BatchNorm in eval."""
+
+    def __init__(self, arch: str, stages: list[nn.Module], frozen: int, input_key: str):
+        super().__init__()
+        self.arch, self.input_key, self.frozen = arch, input_key, frozen
+        self.stages = nn.ModuleList(stages)
+        for s in self.stages[:frozen]:
+            for p in s.parameters():
+                p.requires_grad_(False)
+        with torch.no_grad():
+            was = self.training
+            self.eval()
+            self.num_features = int(self._run(torch.zeros(1, 3, 64, 64)).shape[1])
+            self.train(was)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for s in self.stages[:self.frozen]:
+            s.eval()  # frozen BatchNorm statistics never move, in training or evaluation
+        return self
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if self.frozen:
+            with torch.no_grad():  # no graph through the frozen prefix
+                for s in self.stages[:self.frozen]:
+                    x = s(x)
+        for s in self.stages[self.frozen:]:
+            x = s(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._run(batch[self.input_key])
+
+
+def build_backbone(cfg: TorchvisionConfig, input_key: str) -> tuple[StagedBackbone, str]:
+    cfg.validate()
+    net = torchvision_model(cfg.arch)
+    source = load_pretrained(cfg.arch, net, cfg.weights) if cfg.weights else "random"
+    stages = stages_of(cfg.arch, net)
+    n = len(stages) - 1
+    if cfg.stage > n:
+        raise ValueError(f"{cfg.arch} has stages 1..{n}; stage={cfg.stage}")
+    if cfg.strategy == "features_from":
+        stages, frozen = stages[:cfg.stage + 1], cfg.stage + 1
+    elif cfg.strategy == "feature_extractor":
+        frozen = len(stages)
+    elif cfg.strategy == "finetune_from":
+        frozen = cfg.stage  # stem + stages 1 .. S-1
+    else:  # scratch, finetune_all
+        frozen = 0
+    return StagedBackbone(cfg.arch, stages, frozen, input_key), source
+
+
+def head(in_features: int, hidden: list[int], out: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
+    for h in hidden:
+        layers += [nn.Linear(in_features, h), nn.ReLU(inplace=True)]
+        in_features = h
+    layers.append(nn.Linear(in_features, out))
+    return nn.Sequential(*layers)
+
+
+@register(MODELS, "torchvision", TorchvisionConfig)
+def build_torchvision(cfg: TorchvisionConfig, data) -> ModelParts:
+    if tuple(data.input_shape)[:1] != (3,):
+        raise ValueError(f"torchvision backbones take 3-channel images; the data gives {data.input_shape}")
+    backbone, source = build_backbone(cfg, data.input_key)
+    backbone.weights_source = source
+    return ModelParts(backbone, head(backbone.num_features, list(cfg.head_hidden), data.num_classes,
+                                     cfg.dropout))
+
+
+def export_backbone(algorithm: nn.Module, cfg: TorchvisionConfig, out: Path) -> Path:
+    """The run's backbone as a torchvision-keyed state dict (stages mapped back to the
+    torchvision names), loadable by model.weights=OUT for the same arch."""
+    fe = algorithm.feature_extractor
+    if not isinstance(fe, StagedBackbone):
+        raise ValueError("export-backbone: the run's model is not a torchvision backbone")
+    net = torchvision_model(cfg.arch)
+    full = stages_of(cfg.arch, net)
+    for mine, theirs in zip(fe.stages, full):
+        theirs.load_state_dict(mine.state_dict())
+    head_keys = ("fc.", "classifier.")
+    kept = {k: v for k, v in net.state_dict().items() if not k.startswith(head_keys)}
+    if len(fe.stages) < len(full):  # a cut network exports what it has; the rest stays random
+        raise ValueError(f"export-backbone: the run's network is cut after stage {len(fe.stages) - 1}; "
+                         "export needs the whole backbone")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.save({"format": EXPORT_FORMAT, "arch": cfg.arch, "state_dict": kept}, tmp)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,138 @@
+"""torchvision backbones and transfer strategies: freezing, weights files, clear errors."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from da.models import build_model
+from da.models.torchvision_nets import (
+    ARCHS,
+    TorchvisionConfig,
+    export_backbone,
+    imagenet_file,
+    stages_of,
+    torchvision_model,
+)
+
+DATA = SimpleNamespace(input_shape=(3, 32, 32), num_classes=4, input_key="image")
+
+
+def _parts(**kw):
+    cfg = TorchvisionConfig(**kw)
+    return build_model(cfg, DATA), cfg
+
+
+def _weights(tmp_path, arch="resnet18"):
+    torch.manual_seed(1)
+    net = torchvision_model(arch)
+    path = tmp_path / f"{arch}.pth"
+    torch.save(net.state_dict(), path)
+    return path, net
+
+
+def _step(parts, steps=2):
+    params = [p for m in (parts.feature_extractor, parts.task_head) for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.1)
+    for _ in range(steps):
+        parts.feature_extractor.train()
+        x = torch.randn(4, 3, 32, 32) * 3 + 1
+        loss = torch.nn.functional.cross_entropy(parts.task_head(parts.feature_extractor({"image": x})),
+                                                 torch.arange(4))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def _snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("strategy,stage", [("feature_extractor", 0), ("features_from", 2),
+                                            ("finetune_from", 3), ("finetune_all", 0)])
+def test_frozen_stages_stay_frozen_and_the_rest_learns(tmp_path, strategy, stage):
+    path, _ = _weights(tmp_path)
+    parts, _ = _parts(weights=str(path), strategy=strategy, stage=stage)
+    fe = parts.feature_extractor
+    before = [_snapshot(s) for s in fe.stages]
+    head_before = _snapshot(parts.task_head)
+    _step(parts)
+    frozen = {"feature_extractor": 5, "features_from": 3, "finetune_from": 3, "finetune_all": 0}[strategy]
+    assert fe.frozen == frozen
+    for i, (s, b) in enumerate(zip(fe.stages, before)):
+        after = s.state_dict()
+        same = all(torch.equal(after[k], b[k]) for k in b)  # weights AND BatchNorm statistics
+        if i < frozen:
+            assert same, f"stage {i} changed though frozen"
+            assert all(not p.requires_grad and p.grad is None for p in s.parameters())
+            assert all(not m.training for m in s.modules())  # BatchNorm in eval after train()
+        else:
+            assert not same, f"stage {i} did not learn"
+    assert any(not torch.equal(v, head_before[k]) for k, v in parts.task_head.state_dict().items())
+    if strategy == "features_from":  # cut after stage 2: 128 channels on resnet18
+        assert len(fe.stages) == 3 and fe.num_features == 128
+
+
+def test_weights_from_file_safetensors_and_export(tmp_path):
+    path, net = _weights(tmp_path)
+    parts, _ = _parts(weights=str(path), strategy="finetune_all")
+    ref = stages_of("resnet18", net)
+    for mine, theirs in zip(parts.feature_extractor.stages, ref):
+        for (k, a), (_, b) in zip(mine.state_dict().items(), theirs.state_dict().items()):
+            assert torch.equal(a, b), k
+    from safetensors.torch import save_file
+
+    st = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(st))
+    p2, _ = _parts(weights=str(st), strategy="feature_extractor")
+    assert torch.equal(p2.feature_extractor.stages[0][0].weight, net.conv1.weight)
+    # our own export round-trips through model.weights
+    _step(parts)
+    out = export_backbone(SimpleNamespace(feature_extractor=parts.feature_extractor),
+                          TorchvisionConfig(weights=str(path)), tmp_path / "exported.pth")
+    p3, _ = _parts(weights=str(out), strategy="finetune_all")
+    assert torch.equal(p3.feature_extractor.stages[4][0].conv1.weight,
+                       parts.feature_extractor.stages[4][0].conv1.weight)
+    with pytest.raises(ValueError, match="resnet18 backbone, not resnet50"):
+        _parts(arch="resnet50", weights=str(out), strategy="finetune_all")
+
+
+def test_bad_weights_give_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    with pytest.raises(FileNotFoundError, match="local torch cache.*export-backbone"):
+        _parts(weights="imagenet", strategy="feature_extractor")
+    assert str(tmp_path / "empty_cache") in str(imagenet_file("resnet18"))
+    bad = tmp_path / "junk.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pth: not a readable state dict"):
+        _parts(weights=str(bad), strategy="feature_extractor")
+    path, _ = _weights(tmp_path, "mobilenet_v3_small")
+    with pytest.raises(ValueError, match="does not fit torchvision resnet18"):
+        _parts(weights=str(path), strategy="feature_extractor")
+    with pytest.raises(ValueError, match="needs pretrained weights"):
+        _parts(strategy="feature_extractor")
+    with pytest.raises(ValueError, match="stage >= 1"):
+        _parts(weights=str(path), strategy="finetune_from")
+    with pytest.raises(ValueError, match="stages 1..4"):
+        _parts(weights=str(_weights(tmp_path)[0]), strategy="finetune_from", stage=5)
+
+
+def test_imagenet_weights_from_the_local_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "cache"))
+    target = imagenet_file("mobilenet_v3_small")
+    target.parent.mkdir(parents=True)
+    torch.manual_seed(3)
+    net = torchvision_model("mobilenet_v3_small")
+    torch.save(net.state_dict(), target)  # stands in for the downloaded file
+    parts, _ = _parts(arch="mobilenet_v3_small", weights="imagenet", strategy="feature_extractor")
+    assert torch.equal(parts.feature_extractor.stages[0][0][0].weight, net.features[0][0].weight)
+    assert parts.feature_extractor.num_features == 576
+
+
+def test_every_arch_builds_and_runs():
+    for arch in ARCHS:
+        parts, _ = _parts(arch=arch, strategy="scratch")
+        out = parts.task_head(parts.feature_extractor({"image": torch.randn(2, 3, 32, 32)}))
+        assert out.shape == (2, 4)
