@@ -183,5 +183,5 @@ def build_digits(cfg: DigitsConfig) -> DomainData:
                       s["num_classes"], "image", (3, cfg.image_size, cfg.image_size))
 
 
-# Point-cloud datasets live in their own modules; importing registers them.
-from da.data import rebar3d  # noqa: E402, F401
+# Image-folder and point-cloud datasets live in their own modules; importing registers them.
+from da.data import images, rebar3d  # noqa: E402, F401
