@@ -13,7 +13,8 @@ a table re-run does not redo them. Registered validators:
   A forward model that fits the target badly hands the reverse run bad labels. The
   reverse run is a normal run folder (RUN_DIR/reverse/): resumable, logged, inspectable.
 - `dev`: deep embedded validation (You et al., ICML 2019). A logistic domain classifier on
-  the run's pooled features (source_train vs target_train) gives density ratios
+  the run's pooled features (source_train vs target_train; for point clouds, per block,
+  unaugmented, up to 2000 seeded blocks per split) gives density ratios
   w = p_t / p_s; the source-val loss weighted by w, with w as a control variate, estimates
   the target risk. Score = -risk.
 
@@ -147,33 +148,92 @@ def reverse_validation(run_dir: Path, device: str) -> dict:
             "pseudo_label_counts": counts}
 
 
+@torch.no_grad()
+def _predict_blocks(algorithm, dataset, device: torch.device, n: int, seed: int,
+                    batch_size: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pooled features (one row per block) and, when labeled, the mean per-point
+    cross-entropy of each block, over up to `n` seeded blocks of a point-cloud split,
+    drawn without augmentation (the same points for every run of the same seed)."""
+    from da.algorithms.base import IGNORE_INDEX
+    from da.train import model_dtype, to_device
+
+    order = np.random.default_rng(seed).permutation(len(dataset))[:n]
+    was_training = algorithm.training
+    algorithm.eval()
+    feats, losses = [], []
+    for start in range(0, len(order), batch_size):
+        batch = dataset.__getitems__([(int(i), seed) for i in order[start:start + batch_size]])
+        batch = to_device(batch, device, model_dtype(algorithm))
+        f = algorithm.features(batch)
+        feats.append(f.flatten(2).mean(-1).float().cpu())
+        if "label" in batch:
+            loss = F.cross_entropy(algorithm.task_head(f).float(), batch["label"],
+                                   ignore_index=IGNORE_INDEX, reduction="none")
+            counted = (batch["label"] != IGNORE_INDEX).float()
+            losses.append(((loss * counted).sum(1) / counted.sum(1).clamp_min(1)).cpu())
+    algorithm.train(was_training)
+    return torch.cat(feats).numpy(), torch.cat(losses).numpy() if losses else None
+
+
+def _dev_inputs_blocks(run, max_rows: int):
+    """DEV's inputs for point-cloud runs: blocks of source_train, target_train and the
+    source_val scenes (columns as in training, no augmentation)."""
+    from da.data.blocks import BlockDataset
+
+    data = run.data
+    if run.cfg.data.target_labeled:
+        raise ConfigError("deep embedded validation: a train-on-target run reads target labels; nothing to validate")
+    st = data.source_train
+
+    def plain(scenes, labeled: bool) -> BlockDataset:
+        return BlockDataset(scenes, st.block_size, st.stride, st.num_points, st.colour, labeled,
+                            False, st.min_points, st.voxel)
+
+    seed = run.cfg.seed
+    f_src, _ = _predict_blocks(run.algorithm, plain(st.scenes, False), run.device, max_rows, seed)
+    f_tgt, _ = _predict_blocks(run.algorithm, plain(data.target_train.scenes, False), run.device,
+                               max_rows, seed)
+    f_val, val_loss = _predict_blocks(run.algorithm, plain(data.source_val.scenes, True), run.device,
+                                      max_rows, seed)
+    return f_src, f_tgt, f_val, val_loss
+
+
 @register_validator("dev")
 def deep_embedded_validation(run_dir: Path, device: str, max_rows: int = 2000) -> dict:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
+    """Point-cloud runs are scored per block (up to max_rows blocks per split)."""
+    from da.data.blocks import BlockDataset
     from da.train import load_trained
 
     run = load_trained(run_dir, "last.pt", device)
-    data = _array_splits(run, "deep embedded validation")
-    _, f_src = _predict(run.algorithm, data.source_train, run.device)
-    _, f_tgt = _predict(run.algorithm, data.target_train, run.device)
-    val_logits, f_val = _predict(run.algorithm, data.source_val, run.device)
     rng = np.random.default_rng(run.cfg.seed)
-    f_src = f_src.numpy()[rng.permutation(len(f_src))[:max_rows]]
-    f_tgt = f_tgt.numpy()[rng.permutation(len(f_tgt))[:max_rows]]
+    if isinstance(run.data.source_train, BlockDataset):  # point clouds: per block
+        f_src, f_tgt, f_val, val_loss = _dev_inputs_blocks(run, max_rows)
+    else:
+        data = _array_splits(run, "deep embedded validation")
+        _, f_src = _predict(run.algorithm, data.source_train, run.device)
+        _, f_tgt = _predict(run.algorithm, data.target_train, run.device)
+        val_logits, f_val = _predict(run.algorithm, data.source_val, run.device)
+        f_src = f_src.numpy()[rng.permutation(len(f_src))[:max_rows]]
+        f_tgt = f_tgt.numpy()[rng.permutation(len(f_tgt))[:max_rows]]
+        f_val = f_val.numpy()
+        loss = F.cross_entropy(val_logits, data.source_val.y, reduction="none")
+        val_loss = (loss.flatten(1).mean(1) if loss.dim() > 1 else loss).numpy()  # one per sample
+    return _dev_score(f_src, f_tgt, f_val, val_loss)
+
+
+def _dev_score(f_src: np.ndarray, f_tgt: np.ndarray, f_val: np.ndarray, val_loss: np.ndarray) -> dict:
+    """-risk of DEV from pooled features of the three splits and per-sample source-val losses."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(np.concatenate([f_src, f_tgt]))
     clf = LogisticRegression(max_iter=2000, C=1.0)
     clf.fit(scaler.transform(np.concatenate([f_src, f_tgt])),
             np.r_[np.zeros(len(f_src)), np.ones(len(f_tgt))])
-    p = clf.predict_proba(scaler.transform(f_val.numpy()))[:, 1].clip(1e-6, 1 - 1e-6)
+    p = clf.predict_proba(scaler.transform(f_val))[:, 1].clip(1e-6, 1 - 1e-6)
     # density ratio p_t(x) / p_s(x) = (N_s / N_t) * P(target | x) / P(source | x)
     w = (len(f_src) / len(f_tgt)) * p / (1 - p)
-    labels = data.source_val.y
-    loss = F.cross_entropy(val_logits, labels, reduction="none")
-    if loss.dim() > 1:  # dense: one loss per sample
-        loss = loss.flatten(1).mean(1)
-    weighted = w * loss.numpy()
+    weighted = w * np.asarray(val_loss)
     var_w = w.var(ddof=1)
     eta = -np.cov(weighted, w)[0, 1] / var_w if var_w > 0 else 0.0
     risk = float(weighted.mean() + eta * w.mean() - eta)

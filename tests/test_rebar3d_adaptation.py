@@ -192,3 +192,27 @@ def test_init_from_refuses_what_does_not_fit(r3d, tmp_path):
                                           f"train.init_from={tmp_path / 'nowhere'}"))
     with pytest.raises(FileNotFoundError, match="nowhere"):
         train(missing)
+
+
+def test_dev_validator_scores_point_cloud_runs(r3d, tmp_path):
+    import shutil
+
+    from da.validation import validate_run
+
+    steps = ["train.steps=6", "train.eval_every=6", "train.checkpoint_every=6"]
+    good = train(load_config(CONFIGS, _small(r3d, tmp_path, "dev_good", *steps)))
+    score = validate_run(good, "dev")
+    assert np.isfinite(score["score"]) and score["weight_mean"] > 0
+    # the same run with its last layer's logits negated: confidently wrong on source_val
+    bad = tmp_path / "dev_bad"
+    shutil.copytree(good, bad)
+    shutil.rmtree(bad / "validation")
+    ckpt = checkpoint.load(bad / "checkpoints" / "last.pt")
+    last = sorted(k for k in ckpt["model"] if k.startswith("task_head.") and k.endswith("weight"))[-1]
+    ckpt["model"][last] = -50 * ckpt["model"][last]
+    ckpt["model"][last.replace("weight", "bias")] = -50 * ckpt["model"][last.replace("weight", "bias")]
+    checkpoint.save_atomic(ckpt, bad / "checkpoints" / "last.pt")
+    (bad / "config.yaml").write_text((good / "config.yaml").read_text().replace(str(good), str(bad)))
+    worse = validate_run(bad, "dev")
+    assert worse["risk"] > 2 * score["risk"]  # margin: risks printed on failure
+    assert validate_run(good, "dev") == score  # cached per checkpoint step

@@ -123,7 +123,7 @@ class BlockDataset(Dataset):
                  colour: bool, labeled: bool, augment: bool, min_points: int = 64,
                  voxel: float = 0.01):
         self.scenes, self.block_size, self.num_points = scenes, block_size, num_points
-        self.voxel = voxel
+        self.voxel, self.stride, self.min_points = voxel, stride, min_points
         self.colour, self.labeled, self.augment = colour, labeled, augment
         self.columns: list[tuple[int, np.ndarray, np.ndarray]] = []
         for s, scene in enumerate(scenes):
