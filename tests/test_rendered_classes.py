@@ -1,0 +1,46 @@
+"""Rendered classification tasks: ImageFolder layout, labels that match the cages, seeds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from da.config import load_config
+from da.data import build_data
+from data_tools.rebar.cages import make_scene
+from data_tools.rendered_classes import TASKS, build_rendered_classes, spacing_class
+
+
+def test_element_task_folder_reads_back(tmp_path):
+    out = build_rendered_classes(tmp_path / "el", "element", {"train": 2, "val": 1, "test": 1},
+                                 size=32, views=2, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["classes"] == list(TASKS["element"])
+    for split, n in (("train", 2), ("val", 1), ("test", 1)):
+        for label in TASKS["element"]:
+            files = sorted((out / split / label).glob("*.png"))
+            assert len(files) == n
+            img = np.asarray(Image.open(files[0]))
+            assert img.shape == (32, 32, 3) and img.std() > 5  # a picture, not a flat fill
+    data = build_data(load_config(None, ["data.name=image_folder", f"data.path={out}",
+                                         "data.image_size=32"]).data)
+    assert data.num_classes == 5 and len(data.source_train) == 10
+    again = build_rendered_classes(tmp_path / "el2", "element", {"train": 2, "val": 1, "test": 1},
+                                   size=32, views=2, progress=False)
+    first = out / "train" / "wall" / "00000_0.png"
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again / "train/wall/00000_0.png")))
+
+
+def test_spacing_labels_follow_the_cage_parameters(tmp_path):
+    for seed in range(40):
+        scene = make_scene("wall", seed)
+        s = scene.params["s_vert"]
+        assert spacing_class(scene) == ("dense" if s <= 0.11 else "medium" if s <= 0.17 else "wide")
+    assert spacing_class(make_scene("column", 0)) is None  # no grid spacing
+    with pytest.raises(ValueError, match="unknown task"):
+        build_rendered_classes(tmp_path / "x", "colour", {"train": 1})
+    with pytest.raises(ValueError, match="unknown light presets"):
+        build_rendered_classes(tmp_path / "x", "element", {"train": 1}, lights=("disco",))
