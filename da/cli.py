@@ -1,4 +1,4 @@
-"""The `da` command: train, reproduce, config, evaluate, validate, predict, view."""
+"""The `da` command: train, reproduce, config, evaluate, validate, predict, export-backbone, view."""
 
 from __future__ import annotations
 
@@ -86,6 +86,14 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export_backbone(args) -> int:
+    from da.models.torchvision_nets import export_run_backbone
+
+    out = export_run_backbone(Path(args.run_dir), Path(args.out), args.checkpoint)
+    print(f"wrote {out}: load it with model.weights={out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="da", description="Domain-adversarial training (DANN).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default="last.pt")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser("export-backbone", help="a run's torchvision backbone as a weights file")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="file to write (.pth); use it as model.weights=FILE")
+    p.add_argument("--checkpoint", default="last.pt", help="last.pt or best.pt")
+    p.set_defaults(fn=cmd_export_backbone)
 
     p = sub.add_parser("view", help="look at a cloud or prediction in Open3D (or --screenshot headless)")
     p.add_argument("cloud", help="any format data_tools reads, e.g. RUN_DIR/predictions/target_test_0000.ply")

@@ -136,3 +136,34 @@ def test_every_arch_builds_and_runs():
         parts, _ = _parts(arch=arch, strategy="scratch")
         out = parts.task_head(parts.feature_extractor({"image": torch.randn(2, 3, 32, 32)}))
         assert out.shape == (2, 4)
+
+
+def test_trainer_keeps_frozen_stages_through_resume_and_exports(tmp_path):
+    from da import checkpoint
+    from da.cli import main
+    from da.config import load_config
+    from da.train import Trainer, train
+    from tests.test_images import write_folder
+
+    folder = write_folder(tmp_path / "imgs", size=(36, 36))
+    base = ["data.name=image_folder", f"data.path={folder}", "data.image_size=32", "data.augment=true",
+            "model.name=torchvision", "train.batch_size=6", "train.log_every=2", "train.eval_every=3",
+            "train.checkpoint_every=2", "train.progress_bar=false", "train.embedding_samples=0",
+            "optim.name=adamw", "optim.lr=0.001"]
+    pre = train(load_config(None, [*base, "model.strategy=scratch", "train.steps=3", f"run_dir={tmp_path / 'pre'}"]))
+    assert main(["export-backbone", str(pre), "--out", str(tmp_path / "bb.pth")]) == 0
+    exported = torch.load(tmp_path / "bb.pth", weights_only=True)["state_dict"]
+    ft = load_config(None, [*base, f"model.weights={tmp_path / 'bb.pth'}", "model.strategy=finetune_from",
+                            "model.stage=3", "optim.feature_lr_mult=0.1", "train.steps=5",
+                            f"run_dir={tmp_path / 'ft'}"])
+    Trainer(ft).fit(stop_after=3)  # killed after 3 steps; resumes from step 2
+    run_dir = train(ft)
+    state = checkpoint.load(run_dir / "checkpoints" / "last.pt")["model"]
+    # stem + layer1 + layer2 frozen: weights and BatchNorm statistics exactly the exported ones
+    assert torch.equal(state["feature_extractor.stages.0.1.running_mean"], exported["bn1.running_mean"])
+    assert torch.equal(state["feature_extractor.stages.2.0.bn1.running_var"], exported["layer2.0.bn1.running_var"])
+    assert torch.equal(state["feature_extractor.stages.1.0.conv1.weight"], exported["layer1.0.conv1.weight"])
+    # layer3 on trained
+    assert not torch.equal(state["feature_extractor.stages.3.0.conv1.weight"], exported["layer3.0.conv1.weight"])
+    assert not torch.equal(state["feature_extractor.stages.3.0.bn1.running_mean"], exported["layer3.0.bn1.running_mean"])
+    assert (run_dir / "done").exists()

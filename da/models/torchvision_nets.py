@@ -246,3 +246,22 @@ def export_backbone(algorithm: nn.Module, cfg: TorchvisionConfig, out: Path) -> 
     torch.save({"format": EXPORT_FORMAT, "arch": cfg.arch, "state_dict": kept}, tmp)
     tmp.replace(out)
     return out
+
+
+def export_run_backbone(run_dir: Path, out: Path, checkpoint_name: str = "last.pt") -> Path:
+    """`da export-backbone`: the backbone of a finished run folder, without loading its data."""
+    from dataclasses import replace
+
+    from da import checkpoint
+    from da.config import load_config
+
+    cfg = load_config([Path(run_dir) / "config.yaml"])
+    if cfg.model.name != "torchvision":
+        raise ValueError(f"{run_dir}: model.name={cfg.model.name}; export-backbone needs a torchvision backbone")
+    if cfg.model.strategy == "features_from":
+        raise ValueError(f"{run_dir}: a features_from run holds a cut network; export needs the whole backbone")
+    state = checkpoint.load(Path(run_dir) / "checkpoints" / checkpoint_name, "cpu")["model"]
+    fe, _ = build_backbone(replace(cfg.model, strategy="scratch", weights="", stage=0), "image")
+    mine = {k[len("feature_extractor."):]: v for k, v in state.items() if k.startswith("feature_extractor.")}
+    fe.load_state_dict(mine)  # strict: the run's backbone, whole
+    return export_backbone(nn.ModuleDict({"feature_extractor": fe}), cfg.model, Path(out))
