@@ -171,11 +171,20 @@ def evaluate(run: Run, step: int) -> dict[str, float]:
 
 
 def check_run_dir(run_dir: Path, cfg: Config) -> None:
-    """A folder holds one config: refuse to resume a run whose settings changed."""
+    """A folder holds one config: refuse to resume a run whose settings changed.
+
+    The saved config is resolved with today's code first, so a key added since (at its
+    default value, which computes what the old code did) is no difference."""
+    from da.config import load_config
+
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return
-    old = OmegaConf.load(saved)
+    try:
+        old = OmegaConf.create(to_yaml(load_config([saved])))
+    except ConfigError as exc:
+        raise ConfigError(f"{run_dir} holds a run whose config no longer loads ({exc}); choose another "
+                          "name= / run_dir=, or delete the folder to start over") from None
     new = OmegaConf.create(to_yaml(cfg))
     for key in RUNTIME_KEYS:
         for node in (old, new):

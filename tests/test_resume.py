@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -94,3 +95,25 @@ def test_bad_value_fails_before_any_folder_is_written(tmp_path, moons_overrides)
     with pytest.raises(ConfigError, match="bn_mode must be joint or separate"):
         train(load_config(moons_configs(dann=True), moons_overrides + ["algorithm.bn_mode=foo", f"run_dir={run}"]))
     assert not run.exists()
+
+
+def test_a_run_saved_before_a_new_config_key_still_resumes(tmp_path, data_root):
+    from da.config import ConfigError, load_config
+    from da.train import check_run_dir, train
+
+    cfg = load_config(["experiments/configs/moons.yaml"],
+                      [f"data.root={data_root}", "train.steps=4", "train.eval_every=4",
+                       "train.progress_bar=false", "train.embedding_samples=0", f"run_dir={tmp_path / 'r'}"])
+    run_dir = train(cfg)
+    saved = run_dir / "config.yaml"
+    # as written by code that did not know train.init_from yet
+    saved.write_text(saved.read_text().replace("  init_from: ''\n", ""))
+    assert "init_from" not in saved.read_text()
+    check_run_dir(run_dir, cfg)  # the key at its default: the same run
+    with pytest.raises(ConfigError, match="different config"):
+        check_run_dir(run_dir, load_config(["experiments/configs/moons.yaml"],
+                                           [f"data.root={data_root}", "train.steps=5",
+                                            f"run_dir={tmp_path / 'r'}"]))
+    saved.write_text(saved.read_text().replace("train:\n", "train:\n  retired_key: 1\n"))
+    with pytest.raises(ConfigError, match="no longer loads"):
+        check_run_dir(run_dir, cfg)
