@@ -44,3 +44,16 @@ def test_spacing_labels_follow_the_cage_parameters(tmp_path):
         build_rendered_classes(tmp_path / "x", "colour", {"train": 1})
     with pytest.raises(ValueError, match="unknown light presets"):
         build_rendered_classes(tmp_path / "x", "element", {"train": 1}, lights=("disco",))
+
+
+def test_rendered_dataset_entry_builds_once_and_reads(tmp_path):
+    over = ["data.name=rendered_classes", f"data.root={tmp_path}", "data.task=spacing", "data.train_images=2",
+            "data.val_images=1", "data.test_images=1", "data.render_size=32", "data.image_size=32",
+            "data.views=2"]
+    data = build_data(load_config(None, over).data)
+    assert data.num_classes == 3 and len(data.source_train) == 6 and len(data.target_test) == 3
+    folders = list(tmp_path.glob("rendered-spacing-*"))
+    assert len(folders) == 1
+    stamp = (folders[0] / "manifest.json").stat().st_mtime_ns
+    build_data(load_config(None, over).data)  # reused, not rendered again
+    assert (folders[0] / "manifest.json").stat().st_mtime_ns == stamp

@@ -20,7 +20,7 @@ labels and whose test split is the reported one; `path`'s test split is then unu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +143,38 @@ def build_image_folder(cfg: ImageFolderConfig) -> DomainData:
         target_train=ArrayDataset(x_tt, None, "image", normalise, augment),
         target_test=ArrayDataset(x_te, y_te, "image", normalise, None),
         num_classes=len(classes), input_key="image", input_shape=(3, cfg.image_size, cfg.image_size))
+
+
+@dataclass
+class RenderedClassesConfig(ImageFolderConfig):
+    """A built-in rendered task (data_tools.rendered_classes), built once under data.root and
+    read as an image folder. `path` is ignored (the folder is named by these keys)."""
+
+    name: str = "rendered_classes"
+    task: str = "element"  # element | spacing
+    train_images: int = 200  # per class
+    val_images: int = 40
+    test_images: int = 100
+    render_size: int = 64
+    views: int = 4  # images per cage
+    lights: list[str] = field(default_factory=lambda: ["noon", "overcast", "morning"])
+
+    def validate(self) -> None:
+        if self.image_size < 16 or self.per_class < 0:
+            raise ValueError("need image_size >= 16 and per_class >= 0")
+
+
+@register(DATASETS, "rendered_classes", RenderedClassesConfig)
+def build_rendered(cfg: RenderedClassesConfig) -> DomainData:
+    from dataclasses import replace
+
+    from da.data import dataset_folder
+    from data_tools.rendered_classes import build_rendered_classes
+
+    cfg.validate()
+    params = dict(task=cfg.task, per_class={"train": cfg.train_images, "val": cfg.val_images,
+                                            "test": cfg.test_images},
+                  size=cfg.render_size, views=cfg.views, seed=cfg.data_seed, lights=tuple(cfg.lights))
+    folder = dataset_folder(cfg.root, f"rendered-{cfg.task}", {**params, "lights": list(cfg.lights)},
+                            lambda out, **p: build_rendered_classes(out, **{**p, "lights": tuple(p["lights"])}))
+    return build_image_folder(replace(cfg, path=str(folder)))
