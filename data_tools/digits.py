@@ -103,3 +103,39 @@ def build_digits(
                 "photos": list(PHOTOS) + ["sklearn china", "sklearn flower"],
                 "target_train_blends": target_train_blends, "target_test_blends": target_test_blends}
     return write_dataset(out_dir, arrays, manifest)
+
+
+def build_digits_m_folder(out_dir: str | Path, per_class: dict[str, int], image_size: int = 64,
+                          seed: int = 0) -> Path:
+    """Digits-M as an ImageFolder task (<out>/{train,val,test}/<digit>/*.png): the "very
+    different" target of the transfer table. Each split uses its own digits (disjoint
+    sklearn images, one photo blend each, so per_class[split] <= ~170 / splits); images are
+    blended at 28 px, then resized to `image_size`."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from data_tools.atomic import atomic_folder
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    photos = load_photos()
+    by_class = {k: rng.permutation(np.flatnonzero(digits.target == k)) for k in range(10)}
+    need = sum(per_class.values())
+    short = [k for k, idx in by_class.items() if len(idx) < need]
+    if short:
+        raise ValueError(f"digits {short} have fewer than {need} images for {per_class}")
+    with atomic_folder(out_dir) as tmp:
+        start = 0
+        for split, n in per_class.items():
+            for k in range(10):
+                idx = by_class[k][start:start + n]
+                x = to_uint8(blend_with_photos(upscale_digits(digits.images[idx], 28), photos, 1, rng))
+                folder = tmp / split / str(k)
+                folder.mkdir(parents=True)
+                for i, img in enumerate(x):
+                    Image.fromarray(img.transpose(1, 2, 0)).resize((image_size, image_size), Image.BILINEAR) \
+                        .save(folder / f"{int(idx[i]):04d}.png")
+            start += n
+        (tmp / "manifest.json").write_text(__import__("json").dumps(
+            {"task": "digits_m", "per_class": per_class, "image_size": image_size, "seed": seed}))
+    return Path(out_dir)

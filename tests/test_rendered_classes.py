@@ -57,3 +57,16 @@ def test_rendered_dataset_entry_builds_once_and_reads(tmp_path):
     stamp = (folders[0] / "manifest.json").stat().st_mtime_ns
     build_data(load_config(None, over).data)  # reused, not rendered again
     assert (folders[0] / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_digits_m_folder_has_disjoint_digits_per_split(tmp_path):
+    from data_tools.digits import build_digits_m_folder
+
+    out = build_digits_m_folder(tmp_path / "dm", {"train": 3, "val": 2, "test": 2}, image_size=32)
+    names = {split: {p.name for p in (out / split).rglob("*.png")} for split in ("train", "val", "test")}
+    assert [len(v) for v in names.values()] == [30, 20, 20]
+    assert not (names["train"] & names["val"]) and not (names["train"] & names["test"])
+    data = build_data(load_config(None, ["data.name=image_folder", f"data.path={out}", "data.image_size=32"]).data)
+    assert data.num_classes == 10
+    with pytest.raises(ValueError, match="fewer than"):
+        build_digits_m_folder(tmp_path / "too_many", {"train": 200})
