@@ -167,3 +167,11 @@ def test_trainer_keeps_frozen_stages_through_resume_and_exports(tmp_path):
     assert not torch.equal(state["feature_extractor.stages.3.0.conv1.weight"], exported["layer3.0.conv1.weight"])
     assert not torch.equal(state["feature_extractor.stages.3.0.bn1.running_mean"], exported["layer3.0.bn1.running_mean"])
     assert (run_dir / "done").exists()
+    # the run folder itself as weights: the same backbone as the exported file
+    from types import SimpleNamespace as NS
+
+    from da.models import build_model as build
+
+    direct = build(TorchvisionConfig(weights=str(pre), strategy="finetune_all"),
+                   NS(input_shape=(3, 32, 32), num_classes=3, input_key="image"))
+    assert torch.equal(direct.feature_extractor.stages[3][0].conv1.weight, exported["layer3.0.conv1.weight"])

@@ -20,7 +20,7 @@ Weights (`weights`): "" = random; `imagenet` = torchvision's ImageNet-1k weights
 from the local torch cache (TORCH_HOME / torch.hub.get_dir(), checkpoints/) - never
 downloaded; a path = a .pth/.pt state dict or .safetensors file of the torchvision
 model (its classifier is dropped), or a backbone exported from one of our runs
-(`da export-backbone RUN_DIR --out FILE`). Inputs: `batch[input_key]` images (B, 3, H, W)
+(`da export-backbone RUN_DIR --out FILE`), or that run folder itself. Inputs: `batch[input_key]` images (B, 3, H, W)
 normalised as the weights expect (see `da.data.images`).
 """
 
@@ -134,6 +134,13 @@ def load_pretrained(arch: str, net: nn.Module, weights: str) -> str:
                 "`da export-backbone RUN_DIR --out weights.pth` and model.weights=weights.pth")
     else:
         path = Path(weights)
+    if path.is_dir():  # a run folder of ours: its backbone, straight from the checkpoint
+        fe, cfg = run_backbone(path)
+        if cfg.model.arch != arch:
+            raise ValueError(f"{path}: a {cfg.model.arch} backbone, not {arch}")
+        for mine, theirs in zip(fe.stages, stages_of(arch, net)):
+            theirs.load_state_dict(mine.state_dict())
+        return str(path)
     state = read_state_dict(path)
     if "__export__" in state:
         export = state["__export__"]
@@ -250,11 +257,19 @@ def export_backbone(algorithm: nn.Module, cfg: TorchvisionConfig, out: Path) -> 
 
 def export_run_backbone(run_dir: Path, out: Path, checkpoint_name: str = "last.pt") -> Path:
     """`da export-backbone`: the backbone of a finished run folder, without loading its data."""
+    fe, cfg = run_backbone(run_dir, checkpoint_name)
+    return export_backbone(nn.ModuleDict({"feature_extractor": fe}), cfg.model, Path(out))
+
+
+def run_backbone(run_dir: Path, checkpoint_name: str = "last.pt") -> tuple[StagedBackbone, object]:
+    """The whole backbone of a run folder (weights loaded) and the run's config."""
     from dataclasses import replace
 
     from da import checkpoint
     from da.config import load_config
 
+    if not (Path(run_dir) / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run folder (no config.yaml)")
     cfg = load_config([Path(run_dir) / "config.yaml"])
     if cfg.model.name != "torchvision":
         raise ValueError(f"{run_dir}: model.name={cfg.model.name}; export-backbone needs a torchvision backbone")
@@ -264,4 +279,4 @@ def export_run_backbone(run_dir: Path, out: Path, checkpoint_name: str = "last.p
     fe, _ = build_backbone(replace(cfg.model, strategy="scratch", weights="", stage=0), "image")
     mine = {k[len("feature_extractor."):]: v for k, v in state.items() if k.startswith("feature_extractor.")}
     fe.load_state_dict(mine)  # strict: the run's backbone, whole
-    return export_backbone(nn.ModuleDict({"feature_extractor": fe}), cfg.model, Path(out))
+    return fe, cfg
