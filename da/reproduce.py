@@ -22,7 +22,9 @@ A table YAML (experiments/tables/NAME.yaml):
       standard: {}
     figure: moons_boundaries     # optional, from da.figures
 
-A profile's `rows` (fnmatch patterns, optional) restricts it to the matching rows.
+A profile's `rows` (fnmatch patterns, optional) restricts it to the matching rows, and its
+`row_seeds` (optional, {row: [seeds]}) gives some rows fewer of its seeds (the table's
+seeds column then says which).
 
 `select` (da.validation) scores every grid point of a row, seed by seed, with each listed
 validator only; per seed the best-scored grid point is picked, and the table gains one row
@@ -55,7 +57,7 @@ from da.train import train
 
 TABLE_KEYS = {"description", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles", "figure"}
 ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline", "select", "init_from"}
-PROFILE_KEYS = {"overrides", "seeds", "rows"}
+PROFILE_KEYS = {"overrides", "seeds", "rows", "row_seeds"}
 ROLES = {"source_only", "adapted", "oracle", None}
 # Derived from results.jsonl: target accuracy at the evaluation with the best source-val
 # accuracy, i.e. best.pt (selected without target labels).
@@ -388,14 +390,20 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
             if not table.rows:
                 raise ConfigError(f"{table.path}: no row matches {what} {patterns}")
     seeds = list(seeds if seeds is not None else prof.get("seeds", table.seeds))
-    configs = {(row.name, s): row_config(table, profile, row, s, runs_root) for row in table.rows for s in seeds}
+    own_seeds = {k: [int(x) for x in v] for k, v in (prof.get("row_seeds") or {}).items()}
+    unknown = sorted(set(own_seeds) - set(all_rows))
+    if unknown:
+        raise ConfigError(f"{table.path}: profile {profile}'s row_seeds names unknown rows {unknown}")
+    configs = {(row.name, s): row_config(table, profile, row, s, runs_root) for row in table.rows for s in seeds
+               if s in own_seeds.get(row.name, seeds)}
     rows, missing = [], []
     for row in table.rows:
         values: dict[str, list[float]] = {m: [] for m in table.metrics}
         commits = set()
-        row_seeds = [s for s in seeds if not finished_only
+        wanted = [s for s in seeds if s in own_seeds.get(row.name, seeds)]
+        row_seeds = [s for s in wanted if not finished_only
                      or (run_dir(runs_root, table, profile, row, s) / "done").exists()]
-        missing += [f"{row.name} seed {s}" for s in seeds if s not in row_seeds]
+        missing += [f"{row.name} seed {s}" for s in wanted if s not in row_seeds]
         if not row_seeds:
             continue
         per_seed = {}

@@ -200,3 +200,19 @@ def test_init_from_row_trains_its_start_first_and_loads_the_same_seed(tmp_path, 
     path.write_text(INIT_TABLE.format(repo=REPO, data=data_root).replace("init_from: source_only",
                                                                          "init_from: nothing"))
     assert main(["reproduce", str(path), "--profile", "quick", "--runs", str(runs)]) == 2
+
+
+def test_profile_row_seeds_give_a_row_fewer_seeds(tmp_path, data_root):
+    text = INIT_TABLE.format(repo=REPO, data=data_root).replace(
+        "    rows: [self_training]\n", "    row_seeds: {self_training: [1]}\n")
+    path = tmp_path / "few.yaml"
+    path.write_text(text)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    assert main(["reproduce", str(path), "--profile", "quick", "--out", str(out), "--runs", str(runs)]) == 0
+    result = json.loads((out / "few.quick.json").read_text())
+    seeds = {r["name"]: r["seeds"] for r in result["rows"]}
+    assert seeds == {"source_only": [0, 1], "self_training": [1]}
+    assert "missing_runs" not in result  # fewer seeds by design is not a partial table
+    assert "| seeds |" in (out / "few.quick.md").read_text()
+    path.write_text(text.replace("row_seeds: {self_training", "row_seeds: {nothing"))
+    assert main(["reproduce", str(path), "--profile", "quick", "--runs", str(runs)]) == 2
