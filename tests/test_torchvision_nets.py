@@ -175,3 +175,27 @@ def test_trainer_keeps_frozen_stages_through_resume_and_exports(tmp_path):
     direct = build(TorchvisionConfig(weights=str(pre), strategy="finetune_all"),
                    NS(input_shape=(3, 32, 32), num_classes=3, input_key="image"))
     assert torch.equal(direct.feature_extractor.stages[3][0].conv1.weight, exported["layer3.0.conv1.weight"])
+
+
+def test_fully_frozen_backbone_computes_each_image_once(tmp_path):
+    path, _ = _weights(tmp_path)
+    parts, _ = _parts(weights=str(path), strategy="feature_extractor")
+    fe = parts.feature_extractor
+    calls = []
+    fe.stages[0].register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    x = torch.randn(5, 3, 32, 32)
+    first = fe({"image": x})
+    again = fe({"image": x[[4, 0, 2]]})  # seen images, another order
+    assert calls == [5]  # the network ran once, for the first call only
+    torch.testing.assert_close(again, first[[4, 0, 2]])
+    mixed = fe({"image": torch.cat([x[:2], torch.randn(2, 3, 32, 32)])})
+    assert calls == [5, 2] and torch.equal(mixed[:2], first[:2])
+    fe.load_state_dict(fe.state_dict())  # new weights: nothing stale is served
+    fe({"image": x})
+    assert calls == [5, 2, 5]
+    ft, _ = _parts(weights=str(path), strategy="finetune_all")  # trainable: never cached
+    n = []
+    ft.feature_extractor.stages[0].register_forward_hook(lambda m, i, o: n.append(1))
+    ft.feature_extractor({"image": x})
+    ft.feature_extractor({"image": x})
+    assert len(n) == 2

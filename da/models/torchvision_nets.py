@@ -161,12 +161,21 @@ def load_pretrained(arch: str, net: nn.Module, weights: str) -> str:
 
 
 class StagedBackbone(nn.Module):
-    """Stages run in order, pooled to (B, C). Frozen stages: no gradients, BatchNorm in eval."""
+    """Stages run in order, pooled to (B, C). Frozen stages: no gradients, BatchNorm in eval.
+
+    When every stage is frozen the backbone is a fixed function, so its pooled features
+    are cached per input image (keyed by a hash of the image's bytes, up to `cache_size`
+    images): with augmentation off, each image goes through the network once for the
+    whole run and only the head trains - "features computed once" - without the trainer
+    knowing. Augmented images differ every time and simply miss the cache."""
+
+    cache_size = 100_000
 
     def __init__(self, arch: str, stages: list[nn.Module], frozen: int, input_key: str):
         super().__init__()
         self.arch, self.input_key, self.frozen = arch, input_key, frozen
         self.stages = nn.ModuleList(stages)
+        self._cache: dict[bytes, torch.Tensor] = {}
         for s in self.stages[:frozen]:
             for p in s.parameters():
                 p.requires_grad_(False)
@@ -192,7 +201,40 @@ class StagedBackbone(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._run(batch[self.input_key])
+        x = batch[self.input_key]
+        if self.frozen < len(self.stages):
+            return self._run(x)
+        return self._cached(x)
+
+    def _cached(self, x: torch.Tensor) -> torch.Tensor:
+        import hashlib
+
+        host = x.detach().cpu().contiguous()
+        keys = [hashlib.blake2b(host[i].numpy().tobytes(), digest_size=16).digest() + bytes(str(x.dtype), "ascii")
+                for i in range(len(host))]
+        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        if missing:
+            fresh = self._run(x[missing])
+            for i, f in zip(missing, fresh):
+                if len(self._cache) < self.cache_size:
+                    self._cache[keys[i]] = f.detach()
+        else:
+            fresh = None
+        out = []
+        for i, k in enumerate(keys):
+            if k in self._cache:
+                out.append(self._cache[k])
+            else:  # cache full: this one was computed just now
+                out.append(fresh[missing.index(i)])
+        return torch.stack(out).to(x.device)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._cache.clear()  # features of another device / dtype are computed again
+        return super()._apply(fn, *args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._cache.clear()  # other weights, other features
+        return super().load_state_dict(*args, **kwargs)
 
 
 def build_backbone(cfg: TorchvisionConfig, input_key: str) -> tuple[StagedBackbone, str]:
