@@ -45,12 +45,14 @@ from data_tools.target_dataset import (
 )
 
 
-def build_test_only(out: Path, scenes: int, seed: int, preset: str, capture: str) -> Path:
-    """The benchmark's target_test cages under another preset / capture (mvs)."""
+def build_test_only(out: Path, scenes: int, seed: int, preset: str, capture: str,
+                    max_scenes: int | None = None) -> Path:
+    """The benchmark's target_test cages under another preset / capture (mvs); the first
+    `max_scenes` of them if given (the first 6 hold one of each element type)."""
     from data_tools.atomic import atomic_folder
 
     recon = reconstruction_setup(preset, capture)
-    drawn = draw_split_scenes(seed, split_sizes(scenes), list(ELEMENTS))["target_test"]
+    drawn = draw_split_scenes(seed, split_sizes(scenes), list(ELEMENTS))["target_test"][:max_scenes]
     t0 = time.perf_counter()
     with atomic_folder(out) as tmp:
         (tmp / "target_test").mkdir()
@@ -67,11 +69,14 @@ def build_test_only(out: Path, scenes: int, seed: int, preset: str, capture: str
     return out
 
 
-def condition_data(root: Path, bench: Path, cfg, preset: str, capture: str) -> Path:
+def condition_data(root: Path, bench: Path, cfg, preset: str, capture: str,
+                   max_scenes: int | None = None) -> Path:
     manifest = read_manifest(bench)
     if preset == manifest["preset"] and capture == manifest["capture"]:
         return bench
     params = dict(scenes=manifest["scenes"], seed=manifest["seed"], preset=preset, capture=capture)
+    if max_scenes:  # (absent from the key otherwise: folders built before the option stay valid)
+        params["max_scenes"] = max_scenes
     return dataset_folder(str(root), f"rebar3d-robust-mvs-{preset}-{capture}", params,
                           lambda folder, **p: build_test_only(Path(folder), **p))
 
@@ -102,6 +107,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", default="runs/tables/rebar3d/standard")
     parser.add_argument("--out", default="experiments/results/rebar3d_robustness")
+    parser.add_argument("--max-scenes", nargs="*", default=[], metavar="CONDITION=N",
+                        help="use only the first N test cages for a condition (CPU time), e.g. harsh:noon=6")
     args = parser.parse_args()
     runs = Path(args.runs)
     first = runs / args.rows[0] / f"seed{args.seeds[0]}"
@@ -110,12 +117,13 @@ def main() -> None:
     old = json.loads(Path(f"{args.out}.json").read_text()) if Path(f"{args.out}.json").is_file() else {}
     results: dict = {"command": "python experiments/rebar3d_robustness.py " + " ".join(
         f"--{k} {' '.join(map(str, v))}" for k, v in (("conditions", args.conditions), ("rows", args.rows),
-                                                      ("seeds", args.seeds))),
+                                                      ("seeds", args.seeds))) + (" --max-scenes " + " ".join(args.max_scenes) if args.max_scenes else ""),
         "git_commit": git_state()["commit"], "machine": machine_summary(), "benchmark": str(bench),
         "conditions": {}}
+    limits = {k: int(v) for k, v in (item.rsplit("=", 1) for item in args.max_scenes)}
     for cond in args.conditions:
         preset, capture = cond.split(":")
-        folder = condition_data(Path(cfg.root), bench, cfg, preset, capture)
+        folder = condition_data(Path(cfg.root), bench, cfg, preset, capture, limits.get(cond))
         manifest = read_manifest(folder)
         scenes = load_split(folder, manifest, "target_test", True, cfg.voxel, cfg.shape_radii)
         for sc, e in zip(scenes, manifest["splits"]["target_test"]):
@@ -158,13 +166,14 @@ def to_markdown(results: dict) -> str:
              f"Machine: {results['machine']}  ",
              "Runs: the standard table's (runs/tables/rebar3d/standard/ROW/seedS, last checkpoint), "
              "NOT retuned: adapted rows adapted to the benchmark's target (mvs typical noon). "
-             "Each condition: the benchmark's 12 target_test cages re-captured (mvs); "
-             "mean ± std over seeds.", "",
-             "| condition | row | seeds | target mIoU | IoU bg | IoU main | IoU tie |", "|---|---|---|---|---|---|---|"]
+             "Each condition: the benchmark's target_test cages (all 12, or the first N - one "
+             "of each element type for N = 6) re-captured (mvs); mean ± std over seeds.", "",
+             "| condition | scenes | row | seeds | target mIoU | IoU bg | IoU main | IoU tie |",
+             "|---|---|---|---|---|---|---|---|"]
     for cond, c in results["conditions"].items():
         for row, per_seed in c["rows"].items():
             v = list(per_seed.values())
-            lines.append(f"| {cond} | {row} | {len(v)} | {_ms([x['miou'] for x in v])} | "
+            lines.append(f"| {cond} | {c['scenes']} | {row} | {len(v)} | {_ms([x['miou'] for x in v])} | "
                          + " | ".join(_ms([x[f'iou_{k}'] for x in v]) for k in range(3)) + " |")
     return "\n".join(lines) + "\n"
 
