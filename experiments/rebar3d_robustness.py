@@ -12,7 +12,8 @@ onto every original point, 255 never counted). The adapted rows adapted to the
 benchmark's own unlabeled target (mvs, typical, noon) - not to these conditions.
 
     OMP_NUM_THREADS=1 python experiments/rebar3d_robustness.py \
-        --conditions typical:far_high harsh:noon \
+        --conditions typical:noon typical:far_high harsh:noon --eval-scenes 6 \
+        --max-scenes harsh:noon=6 \
         --rows source_only adabn dann_point self_training sim_source train_on_target
 
 Writes experiments/results/rebar3d_robustness.md / .json (mean ± std over seeds). The
@@ -101,12 +102,15 @@ def input_width(run_dir: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conditions", nargs="+",
-                        default=["typical:far_high", "harsh:noon"])
+                        default=["typical:noon", "typical:far_high", "harsh:noon"])
     parser.add_argument("--rows", nargs="+", default=["source_only", "adabn", "dann_point", "self_training",
                                                       "sim_source", "train_on_target"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", default="runs/tables/rebar3d/standard")
     parser.add_argument("--out", default="experiments/results/rebar3d_robustness")
+    parser.add_argument("--eval-scenes", type=int, default=None,
+                        help="evaluate on the first N test cages of every condition, the benchmark's "
+                             "own included, so conditions compare on the same cages (6 = one per element)")
     parser.add_argument("--max-scenes", nargs="*", default=[], metavar="CONDITION=N",
                         help="use only the first N test cages for a condition (CPU time), e.g. harsh:noon=6")
     args = parser.parse_args()
@@ -117,7 +121,8 @@ def main() -> None:
     old = json.loads(Path(f"{args.out}.json").read_text()) if Path(f"{args.out}.json").is_file() else {}
     results: dict = {"command": "python experiments/rebar3d_robustness.py " + " ".join(
         f"--{k} {' '.join(map(str, v))}" for k, v in (("conditions", args.conditions), ("rows", args.rows),
-                                                      ("seeds", args.seeds))) + (" --max-scenes " + " ".join(args.max_scenes) if args.max_scenes else ""),
+                                                      ("seeds", args.seeds))) + (" --max-scenes " + " ".join(args.max_scenes) if args.max_scenes else "")
+        + (f" --eval-scenes {args.eval_scenes}" if args.eval_scenes else ""),
         "git_commit": git_state()["commit"], "machine": machine_summary(), "benchmark": str(bench),
         "conditions": {}}
     limits = {k: int(v) for k, v in (item.rsplit("=", 1) for item in args.max_scenes)}
@@ -125,8 +130,10 @@ def main() -> None:
         preset, capture = cond.split(":")
         folder = condition_data(Path(cfg.root), bench, cfg, preset, capture, limits.get(cond))
         manifest = read_manifest(folder)
-        scenes = load_split(folder, manifest, "target_test", True, cfg.voxel, cfg.shape_radii)
-        for sc, e in zip(scenes, manifest["splits"]["target_test"]):
+        entries = manifest["splits"]["target_test"][:args.eval_scenes]
+        scenes = load_split(folder, {"splits": {"target_test": entries}}, "target_test", True, cfg.voxel,
+                            cfg.shape_radii)
+        for sc, e in zip(scenes, entries):
             sc.element = str(e.get("element", ""))
         test = SceneDataset(scenes, cfg.block_size, cfg.num_points, cfg.colour, NUM_CLASSES,
                             voxel=cfg.voxel, elements=list(ELEMENTS))
@@ -140,10 +147,10 @@ def main() -> None:
                     continue
                 stamp = (run_dir / "done").read_text()  # a re-trained run is evaluated again
                 done = old.get("conditions", {}).get(cond, {}).get("rows", {}).get(row, {}).get(str(s))
-                if done and done.get("done") == stamp:
+                if done and done.get("done") == stamp and done.get("scenes") == len(scenes):
                     per_seed[s] = done
                     continue
-                per_seed[s] = {**evaluate_run(run_dir, test), "done": stamp}
+                per_seed[s] = {**evaluate_run(run_dir, test), "done": stamp, "scenes": len(scenes)}
                 print(f"{cond} {row} seed {s}: mIoU {per_seed[s]['miou']:.4f}", flush=True)
             if per_seed:
                 rows[row] = {str(k): v for k, v in per_seed.items()}
