@@ -125,6 +125,10 @@ def main() -> None:
         + (f" --eval-scenes {args.eval_scenes}" if args.eval_scenes else ""),
         "git_commit": git_state()["commit"], "machine": machine_summary(), "benchmark": str(bench),
         "conditions": {}}
+    results["commands"] = [c for c in old.get("commands", [old.get("command")]) if c] + [results["command"]]
+    # evaluations of rows / seeds / conditions not asked for this time are kept (merged)
+    for cond, c in old.get("conditions", {}).items():
+        results["conditions"][cond] = {**c, "rows": {r: dict(v) for r, v in c["rows"].items()}}
     limits = {k: int(v) for k, v in (item.rsplit("=", 1) for item in args.max_scenes)}
     for cond in args.conditions:
         preset, capture = cond.split(":")
@@ -137,9 +141,9 @@ def main() -> None:
             sc.element = str(e.get("element", ""))
         test = SceneDataset(scenes, cfg.block_size, cfg.num_points, cfg.colour, NUM_CLASSES,
                             voxel=cfg.voxel, elements=list(ELEMENTS))
-        rows = {}
+        rows = results["conditions"].get(cond, {}).get("rows", {})
         for row in args.rows:
-            per_seed = {}
+            per_seed = {int(k): v for k, v in rows.get(row, {}).items() if int(k) not in args.seeds}
             for s in args.seeds:
                 run_dir = runs / row / f"seed{s}"
                 if not (run_dir / "done").exists():
@@ -153,7 +157,7 @@ def main() -> None:
                 per_seed[s] = {**evaluate_run(run_dir, test), "done": stamp, "scenes": len(scenes)}
                 print(f"{cond} {row} seed {s}: mIoU {per_seed[s]['miou']:.4f}", flush=True)
             if per_seed:
-                rows[row] = {str(k): v for k, v in per_seed.items()}
+                rows[row] = {str(k): v for k, v in sorted(per_seed.items())}
             results["conditions"][cond] = {"folder": str(folder), "scenes": len(scenes), "rows": rows}
             Path(f"{args.out}.json").write_text(json.dumps(results, indent=2) + "\n")
         results["conditions"][cond] = {"folder": str(folder), "scenes": len(scenes), "rows": rows}
@@ -168,8 +172,10 @@ def _ms(values: list[float]) -> str:
 
 
 def to_markdown(results: dict) -> str:
+    commands = results.get("commands", [results["command"]])
     lines = ["# rebar3d robustness: trained runs on target conditions never fitted", "",
-             f"Command: `{results['command']}`  ", f"Commit: `{results['git_commit']}`  ",
+             "Commands (in order; evaluations merge): " + "; ".join(f"`{c}`" for c in commands) + "  ",
+             f"Commit: `{results['git_commit']}`  ",
              f"Machine: {results['machine']}  ",
              "Runs: the standard table's (runs/tables/rebar3d/standard/ROW/seedS, last checkpoint), "
              "NOT retuned: adapted rows adapted to the benchmark's target (mvs typical noon). "
