@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from da import checkpoint
 from da.algorithms import Algorithm, build_algorithm
-from da.config import Config, ConfigError, run_dir_of, to_flat_dict, to_yaml
+from da.config import Config, ConfigError, load_config, run_dir_of, to_flat_dict, to_yaml
 from da.data import DomainData, build_data
 from da.data.loader import EndlessLoader
 from da.grl import LR_SCHEDULES
@@ -413,8 +413,6 @@ def train(cfg: Config, stop_after: int | None = None, data: DomainData | None = 
 def load_trained(run_dir: Path, checkpoint_name: str = "last.pt", device: str = "cpu",
                  data: DomainData | None = None) -> Run:
     """Rebuild a finished (or interrupted) run from its folder, weights loaded, in eval mode."""
-    from da.config import load_config
-
     run_dir = Path(run_dir)
     cfg = load_config([run_dir / "config.yaml"])
     dev = resolve_device(device)

@@ -175,20 +175,22 @@ def _predict_blocks(algorithm, dataset, device: torch.device, n: int, seed: int,
     return torch.cat(feats).numpy(), torch.cat(losses).numpy() if losses else None
 
 
+def plain_blocks(like, scenes, labeled: bool):
+    """Blocks of `scenes` cut like the training BlockDataset `like`, without augmentation."""
+    from da.data.blocks import BlockDataset
+
+    return BlockDataset(scenes, like.block_size, like.stride, like.num_points, like.colour, labeled,
+                        False, like.min_points, like.voxel)
+
+
 def _dev_inputs_blocks(run, max_rows: int):
     """DEV's inputs for point-cloud runs: blocks of source_train, target_train and the
     source_val scenes (columns as in training, no augmentation)."""
-    from da.data.blocks import BlockDataset
-
     data = run.data
     if run.cfg.data.target_labeled:
         raise ConfigError("deep embedded validation: a train-on-target run reads target labels; nothing to validate")
     st = data.source_train
-
-    def plain(scenes, labeled: bool) -> BlockDataset:
-        return BlockDataset(scenes, st.block_size, st.stride, st.num_points, st.colour, labeled,
-                            False, st.min_points, st.voxel)
-
+    plain = lambda scenes, labeled: plain_blocks(st, scenes, labeled)  # noqa: E731
     seed = run.cfg.seed
     f_src, _ = _predict_blocks(run.algorithm, plain(st.scenes, False), run.device, max_rows, seed)
     f_tgt, _ = _predict_blocks(run.algorithm, plain(data.target_train.scenes, False), run.device,

@@ -8,6 +8,7 @@ colour photos shipped in scikit-image / scikit-learn, out = |patch - digit| per 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,6 @@ def build_digits_m_folder(out_dir: str | Path, per_class: dict[str, int], image_
                     Image.fromarray(img.transpose(1, 2, 0)).resize((image_size, image_size), Image.BILINEAR) \
                         .save(folder / f"{int(idx[i]):04d}.png")
             start += n
-        (tmp / "manifest.json").write_text(__import__("json").dumps(
+        (tmp / "manifest.json").write_text(json.dumps(
             {"task": "digits_m", "per_class": per_class, "image_size": image_size, "seed": seed}))
     return Path(out_dir)

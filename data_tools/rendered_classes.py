@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def render_views(scene, size: int, views: int, lights: tuple[str, ...], rng: np.
 
 def build_rendered_classes(out_dir: str | Path, task: str, per_class: dict[str, int], size: int = 64,
                            views: int = 4, seed: int = 0,
-                           lights: tuple[str, ...] = ("noon", "overcast", "morning"),
+                           lights: Sequence[str] = ("noon", "overcast", "morning"),
                            progress: bool = True) -> Path:
     """Write the task's ImageFolder dataset; per_class: images per class for each split
     (e.g. {"train": 200, "val": 40, "test": 100}). Returns the folder."""
@@ -105,6 +106,7 @@ def build_rendered_classes(out_dir: str | Path, task: str, per_class: dict[str, 
     unknown = [x for x in lights if x not in render.PRESETS]
     if unknown:
         raise ValueError(f"unknown light presets {unknown}; choose from {', '.join(render.PRESETS)}")
+    lights = tuple(lights)
     if size < 16 or views < 1:
         raise ValueError("need size >= 16 and views >= 1")
     t0 = time.perf_counter()

@@ -26,18 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from da.data.blocks import BlockDataset
 from da.metrics import proxy_a_distance
 from da.provenance import git_state, machine_summary
 from da.train import load_trained, model_dtype, to_device
-from da.validation import validate_run
+from da.validation import plain_blocks, validate_run
 
 
 @torch.no_grad()
 def point_features(run, scenes, n_blocks: int = 64, per_block: int = 64, seed: int = 0) -> np.ndarray:
-    st = run.data.source_train
-    ds = BlockDataset(scenes, st.block_size, st.stride, st.num_points, st.colour, False, False,
-                      st.min_points, st.voxel)
+    ds = plain_blocks(run.data.source_train, scenes, labeled=False)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ds))[:n_blocks]
     run.algorithm.eval()

@@ -70,7 +70,7 @@ def build_test_only(out: Path, scenes: int, seed: int, preset: str, capture: str
     return out
 
 
-def condition_data(root: Path, bench: Path, cfg, preset: str, capture: str,
+def condition_data(root: Path, bench: Path, preset: str, capture: str,
                    max_scenes: int | None = None) -> Path:
     manifest = read_manifest(bench)
     if preset == manifest["preset"] and capture == manifest["capture"]:
@@ -132,7 +132,7 @@ def main() -> None:
     limits = {k: int(v) for k, v in (item.rsplit("=", 1) for item in args.max_scenes)}
     for cond in args.conditions:
         preset, capture = cond.split(":")
-        folder = condition_data(Path(cfg.root), bench, cfg, preset, capture, limits.get(cond))
+        folder = condition_data(Path(cfg.root), bench, preset, capture, limits.get(cond))
         manifest = read_manifest(folder)
         entries = manifest["splits"]["target_test"][:args.eval_scenes]
         scenes = load_split(folder, {"splits": {"target_test": entries}}, "target_test", True, cfg.voxel,

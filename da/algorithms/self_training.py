@@ -74,9 +74,6 @@ class SelfTraining(Algorithm):
         # 0 until the teacher has been copied from the (possibly just loaded) student
         self.register_buffer("teacher_ready", torch.zeros((), dtype=torch.bool))
 
-    def feature_parameters(self) -> list[nn.Parameter]:
-        return list(self.feature_extractor.parameters())
-
     def train(self, mode: bool = True):
         super().train(mode)
         self.teacher.eval()  # always: its BatchNorm keeps its statistics, dropout off

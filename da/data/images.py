@@ -129,10 +129,10 @@ def build_image_folder(cfg: ImageFolderConfig) -> DomainData:
     augment = (lambda x, g: augment_images(x, g, cfg.max_shift)) if cfg.augment else None
     if cfg.target_path:
         troot = Path(cfg.target_path)
-        x_tt, _, _ = load_split_images(troot / "train", cfg.image_size, classes)
+        x_tt, y_tt, _ = load_split_images(troot / "train", cfg.image_size, classes)
         x_te, y_te, _ = load_split_images(troot / "test", cfg.image_size, classes)
         if cfg.target_labeled:  # the oracle: the target's own train labels
-            x_tr, y_tr, _ = load_split_images(troot / "train", cfg.image_size, classes)
+            x_tr, y_tr = x_tt, y_tt
     else:
         x_tt = x_tr
         x_te, y_te, _ = load_split_images(root / "test", cfg.image_size, classes)
@@ -174,7 +174,6 @@ def build_rendered(cfg: RenderedClassesConfig) -> DomainData:
     cfg.validate()
     params = dict(task=cfg.task, per_class={"train": cfg.train_images, "val": cfg.val_images,
                                             "test": cfg.test_images},
-                  size=cfg.render_size, views=cfg.views, seed=cfg.data_seed, lights=tuple(cfg.lights))
-    folder = dataset_folder(cfg.root, f"rendered-{cfg.task}", {**params, "lights": list(cfg.lights)},
-                            lambda out, **p: build_rendered_classes(out, **{**p, "lights": tuple(p["lights"])}))
+                  size=cfg.render_size, views=cfg.views, seed=cfg.data_seed, lights=list(cfg.lights))
+    folder = dataset_folder(cfg.root, f"rendered-{cfg.task}", params, build_rendered_classes)
     return build_image_folder(replace(cfg, path=str(folder)))

@@ -213,20 +213,11 @@ class StagedBackbone(nn.Module):
         keys = [hashlib.blake2b(host[i].numpy().tobytes(), digest_size=16).digest() + bytes(str(x.dtype), "ascii")
                 for i in range(len(host))]
         missing = [i for i, k in enumerate(keys) if k not in self._cache]
-        if missing:
-            fresh = self._run(x[missing])
-            for i, f in zip(missing, fresh):
-                if len(self._cache) < self.cache_size:
-                    self._cache[keys[i]] = f.detach()
-        else:
-            fresh = None
-        out = []
-        for i, k in enumerate(keys):
-            if k in self._cache:
-                out.append(self._cache[k])
-            else:  # cache full: this one was computed just now
-                out.append(fresh[missing.index(i)])
-        return torch.stack(out).to(x.device)
+        found = {keys[i]: f.detach() for i, f in zip(missing, self._run(x[missing]))} if missing else {}
+        for k, f in found.items():
+            if len(self._cache) < self.cache_size:
+                self._cache[k] = f
+        return torch.stack([found[k] if k in found else self._cache[k] for k in keys]).to(x.device)
 
     def _apply(self, fn, *args, **kwargs):
         self._cache.clear()  # features of another device / dtype are computed again
@@ -257,12 +248,10 @@ def build_backbone(cfg: TorchvisionConfig, input_key: str) -> tuple[StagedBackbo
 
 
 def head(in_features: int, hidden: list[int], out: int, dropout: float) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
-    for h in hidden:
-        layers += [nn.Linear(in_features, h), nn.ReLU(inplace=True)]
-        in_features = h
-    layers.append(nn.Linear(in_features, out))
-    return nn.Sequential(*layers)
+    from da.models.lenet import mlp_head
+
+    mlp = mlp_head(in_features, hidden, out)
+    return nn.Sequential(nn.Dropout(dropout), *mlp) if dropout > 0 else mlp
 
 
 @register(MODELS, "torchvision", TorchvisionConfig)
@@ -283,13 +272,12 @@ def export_backbone(algorithm: nn.Module, cfg: TorchvisionConfig, out: Path) -> 
         raise ValueError("export-backbone: the run's model is not a torchvision backbone")
     net = torchvision_model(cfg.arch)
     full = stages_of(cfg.arch, net)
-    for mine, theirs in zip(fe.stages, full):
-        theirs.load_state_dict(mine.state_dict())
-    head_keys = ("fc.", "classifier.")
-    kept = {k: v for k, v in net.state_dict().items() if not k.startswith(head_keys)}
-    if len(fe.stages) < len(full):  # a cut network exports what it has; the rest stays random
+    if len(fe.stages) < len(full):
         raise ValueError(f"export-backbone: the run's network is cut after stage {len(fe.stages) - 1}; "
                          "export needs the whole backbone")
+    for mine, theirs in zip(fe.stages, full):
+        theirs.load_state_dict(mine.state_dict())
+    kept = {k: v for k, v in net.state_dict().items() if not k.startswith(("fc.", "classifier."))}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     torch.save({"format": EXPORT_FORMAT, "arch": cfg.arch, "state_dict": kept}, tmp)
