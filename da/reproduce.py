@@ -17,6 +17,8 @@ A table YAML (experiments/tables/NAME.yaml):
         select: [reverse, dev, source_val]        # optional, with grid: unsupervised model selection
         init_from: source_only   # optional: start from that row's run of the same seed
                                  # (trained first if missing; e.g. AdaBN, self-training)
+        weights_from: pretrain   # optional: model.weights = that row's seed-0 run folder
+                                 # (one pretrained backbone for every seed; trained first)
     profiles:
       quick: {overrides: [train.steps=300], seeds: [0, 1], rows: [source_only, dann*]}
       standard: {}
@@ -56,7 +58,11 @@ from da.provenance import git_state, machine_summary
 from da.train import train
 
 TABLE_KEYS = {"description", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles", "figure"}
-ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline", "select", "init_from"}
+ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline", "select", "init_from",
+            "weights_from"}
+# weights_from: the pretrained network is ONE run (this seed) of the named row; the rows
+# built on it vary their own seed only (head initialisation, batches, augmentation).
+WEIGHTS_SEED = 0
 PROFILE_KEYS = {"overrides", "seeds", "rows", "row_seeds"}
 ROLES = {"source_only", "adapted", "oracle", None}
 # Derived from results.jsonl: target accuracy at the evaluation with the best source-val
@@ -74,6 +80,7 @@ class Row:
     family: str | None = None  # the grid row this one was expanded from
     select: list[str] = field(default_factory=list)  # validators choosing among the family
     init_from: str | None = None  # a row whose run of the same seed gives the initial weights
+    weights_from: str | None = None  # a row whose WEIGHTS_SEED run is the pretrained backbone
 
 
 @dataclass
@@ -102,7 +109,7 @@ def expand_grid(row: dict, where: str) -> list[Row]:
 
     select = list(row.get("select") or [])
     base = Row(row["name"], row.get("role"), list(row.get("configs", [])), list(row.get("overrides", [])),
-               row.get("baseline"), row["name"], select, row.get("init_from"))
+               row.get("baseline"), row["name"], select, row.get("init_from"), row.get("weights_from"))
     if base.role not in ROLES:
         raise ConfigError(f"{where}: row '{base.name}' has role '{base.role}'; valid: source_only, adapted, oracle")
     unknown = [v for v in select if v not in VALIDATORS]
@@ -120,7 +127,7 @@ def expand_grid(row: dict, where: str) -> list[Row]:
         pairs = [f"{k}={v}" for k, v in zip(keys, values)]
         label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
         rows.append(Row(f"{base.name}[{label}]", base.role, base.configs, base.overrides + pairs,
-                        base.baseline, base.name, select, base.init_from))
+                        base.baseline, base.name, select, base.init_from, base.weights_from))
     return rows
 
 
@@ -143,8 +150,10 @@ def load_table(name_or_path: str) -> Table:
     for r in rows:
         if r.baseline and r.baseline not in names:
             raise ConfigError(f"{where}: row '{r.name}' has baseline '{r.baseline}', which is not a row")
-        if r.init_from and (r.init_from not in names or r.init_from == r.name):
-            raise ConfigError(f"{where}: row '{r.name}' has init_from '{r.init_from}', which is not another row")
+        for key in ("init_from", "weights_from"):
+            other = getattr(r, key)
+            if other and (other not in names or other == r.name):
+                raise ConfigError(f"{where}: row '{r.name}' has {key} '{other}', which is not another row")
     profiles = raw.get("profiles", {}) or {}
     for pname, prof in profiles.items():
         _check(prof or {}, PROFILE_KEYS, f"{where} profile {pname}")
@@ -165,6 +174,8 @@ def row_config(table: Table, profile: str, row: Row, seed: int, runs_root: Path)
     if row.init_from:  # the same seed's run of that row, in this profile
         start = Row(row.init_from)
         init = [f"train.init_from={run_dir(runs_root, table, profile, start, seed)}"]
+    if row.weights_from:  # the one pretrained network (a run folder: its backbone is read)
+        init.append(f"model.weights={run_dir(runs_root, table, profile, Row(row.weights_from), WEIGHTS_SEED)}")
     overrides = list(prof.get("overrides", [])) + row.overrides + init + [
         f"seed={seed}", f"name={table.name}-{row.name}",
         f"run_dir={run_dir(runs_root, table, profile, row, seed)}"]
@@ -411,6 +422,8 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
             cfg = configs[(row.name, seed)]
             if row.init_from and not finished_only:  # its starting point first (skipped if done)
                 train(row_config(table, profile, all_rows[row.init_from], seed, runs_root))
+            if row.weights_from and not finished_only:
+                train(row_config(table, profile, all_rows[row.weights_from], WEIGHTS_SEED, runs_root))
             path = train(cfg)
             commits.add(run_commit(path))
             final = run_metrics(path)

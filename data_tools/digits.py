@@ -107,11 +107,13 @@ def build_digits(
 
 
 def build_digits_m_folder(out_dir: str | Path, per_class: dict[str, int], image_size: int = 64,
-                          seed: int = 0) -> Path:
+                          seed: int = 0, train_blends: int = 1) -> Path:
     """Digits-M as an ImageFolder task (<out>/{train,val,test}/<digit>/*.png): the "very
     different" target of the transfer table. Each split uses its own digits (disjoint
-    sklearn images, one photo blend each, so per_class[split] <= ~170 / splits); images are
-    blended at 28 px, then resized to `image_size`."""
+    sklearn images, so the per-class digit counts of all splits sum to <= ~174); images are
+    blended at 28 px, then resized to `image_size`. per_class counts DIGITS; the train split
+    blends each of its digits with `train_blends` different photo crops (val / test: one),
+    which is how the large target reaches 200 images per class from sklearn's ~180 digits."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -130,13 +132,16 @@ def build_digits_m_folder(out_dir: str | Path, per_class: dict[str, int], image_
         for split, n in per_class.items():
             for k in range(10):
                 idx = by_class[k][start:start + n]
-                x = to_uint8(blend_with_photos(upscale_digits(digits.images[idx], 28), photos, 1, rng))
+                copies = train_blends if split == "train" else 1
+                x = to_uint8(blend_with_photos(upscale_digits(digits.images[idx], 28), photos, copies, rng))
                 folder = tmp / split / str(k)
                 folder.mkdir(parents=True)
-                for i, img in enumerate(x):
+                for i, img in enumerate(x):  # blend_with_photos repeats the whole array per copy
+                    name = f"{int(idx[i % n]):04d}_{i // n}.png"
                     Image.fromarray(img.transpose(1, 2, 0)).resize((image_size, image_size), Image.BILINEAR) \
-                        .save(folder / f"{int(idx[i]):04d}.png")
+                        .save(folder / name)
             start += n
         (tmp / "manifest.json").write_text(json.dumps(
-            {"task": "digits_m", "per_class": per_class, "image_size": image_size, "seed": seed}))
+            {"task": "digits_m", "per_class": per_class, "image_size": image_size, "seed": seed,
+             "train_blends": train_blends}))
     return Path(out_dir)

@@ -70,3 +70,32 @@ def test_digits_m_folder_has_disjoint_digits_per_split(tmp_path):
     assert data.num_classes == 10
     with pytest.raises(ValueError, match="fewer than"):
         build_digits_m_folder(tmp_path / "too_many", {"train": 200})
+
+
+def test_digits_m_train_blends_multiply_only_the_train_split(tmp_path):
+    from data_tools.digits import build_digits_m_folder
+
+    out = build_digits_m_folder(tmp_path / "dm", {"train": 3, "val": 2, "test": 2}, image_size=16, train_blends=2)
+    train = sorted(p.name for p in (out / "train" / "4").glob("*.png"))
+    assert len(train) == 6 and len(list((out / "val" / "4").glob("*.png"))) == 2
+    digits = {n.split("_")[0] for n in train}
+    assert len(digits) == 3 and all(sum(n.startswith(d) for n in train) == 2 for d in digits)
+    a, b = (np.asarray(Image.open(out / "train" / "4" / f"{next(iter(sorted(digits)))}_{i}.png")) for i in (0, 1))
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 5  # another photo behind the same digit
+
+
+def test_rendered_task_with_target_lights_is_a_domain_pair(tmp_path):
+    over = ["data.name=rendered_classes", f"data.root={tmp_path}", "data.task=spacing", "data.train_images=2",
+            "data.val_images=1", "data.test_images=1", "data.render_size=24", "data.image_size=24",
+            "data.views=2", "data.target_lights=[evening]", "data.target_train_images=2",
+            "data.target_test_images=2"]
+    data = build_data(load_config(None, over).data)
+    assert len(data.source_train) == 6 and len(data.target_train) == 6 and len(data.target_test) == 6
+    assert data.target_train.y is None  # the target stays unlabeled
+    manifests = [json.loads((f / "manifest.json").read_text()) for f in sorted(tmp_path.glob("rendered-spacing-*"))]
+    assert sorted(m["lights"] for m in manifests) == [["evening"], ["noon", "overcast", "morning"]]
+    assert {m["seed"] for m in manifests} == {0, 1000}  # other cages in the target domain
+    # the evening preset is darker: the domains differ in what the light changes
+    assert data.target_test.x.float().mean() < data.source_train.x.float().mean()
+    with pytest.raises(ValueError, match="target_lights"):
+        build_data(load_config(None, over + [f"data.target_path={tmp_path}"]).data)

@@ -216,3 +216,50 @@ def test_profile_row_seeds_give_a_row_fewer_seeds(tmp_path, data_root):
     assert "| seeds |" in (out / "few.quick.md").read_text()
     path.write_text(text.replace("row_seeds: {self_training", "row_seeds: {nothing"))
     assert main(["reproduce", str(path), "--profile", "quick", "--runs", str(runs)]) == 2
+
+
+WEIGHTS_TABLE = """
+description: transfer rows built on one pretrained run
+configs: [{repo}/experiments/configs/transfer.yaml]
+primary_metric: target_acc_at_best_source_val
+metrics: [target_acc_at_best_source_val, target_acc]
+seeds: [0, 1]
+rows:
+  - name: pretrain
+    overrides: [data.path={pre}]
+  - name: probe
+    weights_from: pretrain
+    overrides: [data.path={tgt}, model.strategy=feature_extractor, data.augment=false]
+profiles:
+  quick:
+    rows: [probe]
+    overrides: [data.name=image_folder, data.image_size=32, train.steps=4, train.eval_every=2,
+                train.batch_size=6, train.log_every=2, train.progress_bar=false]
+"""
+
+
+def test_weights_from_row_pretrains_once_and_every_seed_reads_that_backbone(tmp_path):
+    import torch
+
+    from da.models.torchvision_nets import run_backbone
+    from tests.test_images import write_folder
+
+    pre = write_folder(tmp_path / "pre", classes=("a", "b"), size=(36, 36))
+    tgt = write_folder(tmp_path / "tgt", classes=("x", "y", "z"), size=(36, 36), seed=3)
+    path = tmp_path / "weights.yaml"
+    path.write_text(WEIGHTS_TABLE.format(repo=REPO, pre=pre, tgt=tgt))
+    runs = tmp_path / "runs"
+    assert main(["reproduce", str(path), "--profile", "quick", "--out", str(tmp_path / "out"),
+                 "--runs", str(runs)]) == 0
+    start = runs / "tables/weights/quick/pretrain"
+    assert sorted(p.name for p in start.iterdir()) == ["seed0"]  # one pretrained network
+    backbone, _ = run_backbone(start / "seed0")
+    for seed in (0, 1):
+        run = runs / f"tables/weights/quick/probe/seed{seed}"
+        assert f"weights: {start / 'seed0'}" in (run / "config.yaml").read_text()
+        state = torch.load(run / "checkpoints/last.pt", weights_only=False)["model"]
+        for k, v in backbone.state_dict().items():  # frozen: the pretrained tensors, unchanged
+            assert torch.equal(state[f"feature_extractor.{k}"], v), k
+    path.write_text(WEIGHTS_TABLE.format(repo=REPO, pre=pre, tgt=tgt).replace("weights_from: pretrain",
+                                                                              "weights_from: probe"))
+    assert main(["reproduce", str(path), "--profile", "quick", "--runs", str(runs)]) == 2

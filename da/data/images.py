@@ -158,22 +158,75 @@ class RenderedClassesConfig(ImageFolderConfig):
     render_size: int = 64
     views: int = 4  # images per cage
     lights: list[str] = field(default_factory=lambda: ["noon", "overcast", "morning"])
+    # Domain adaptation across render presets: a second folder of the same task rendered
+    # under these lights (other cages: data_seed + TARGET_SEED_OFFSET), its train split
+    # unlabeled, its test split reported. Empty = a plain (transfer) task.
+    target_lights: list[str] = field(default_factory=list)
+    target_train_images: int = 60  # per class, unlabeled (target_labeled=true: the oracle's)
+    target_test_images: int = 40
 
     def validate(self) -> None:
         if self.image_size < 16 or self.per_class < 0:
             raise ValueError("need image_size >= 16 and per_class >= 0")
 
 
+TARGET_SEED_OFFSET = 1000  # the target domain's cages come from other seeds than the source's
+
+
 @register(DATASETS, "rendered_classes", RenderedClassesConfig)
 def build_rendered(cfg: RenderedClassesConfig) -> DomainData:
     from dataclasses import replace
 
+    cfg.validate()
+    if cfg.target_path:  # (checked here: the folders below are passed on as path / target_path)
+        raise ValueError("rendered_classes builds its own target folder: set target_lights, not target_path")
+    source = {"train": cfg.train_images, "val": cfg.val_images, "test": cfg.test_images}
+    folder = rendered_folder(cfg, source, list(cfg.lights), cfg.data_seed)
+    target = ""
+    if cfg.target_lights:
+        counts = {"train": cfg.target_train_images, "test": cfg.target_test_images}
+        target = str(rendered_folder(cfg, counts, list(cfg.target_lights), cfg.data_seed + TARGET_SEED_OFFSET))
+    return build_image_folder(replace(cfg, path=str(folder), target_path=target))
+
+
+def rendered_folder(cfg: RenderedClassesConfig, per_class: dict[str, int], lights: list[str], seed: int) -> Path:
     from da.data import dataset_folder
     from data_tools.rendered_classes import build_rendered_classes
 
+    params = dict(task=cfg.task, per_class=per_class, size=cfg.render_size, views=cfg.views, seed=seed,
+                  lights=lights)
+    return dataset_folder(cfg.root, f"rendered-{cfg.task}", params, build_rendered_classes)
+
+
+@dataclass
+class DigitsMFolderConfig(ImageFolderConfig):
+    """Digits-M (sklearn digits blended with photo crops, data_tools.digits) as a built-in
+    image folder under data.root: the "very different" target of the transfer table.
+    `path` is ignored. train_digits / val_digits / test_digits count distinct digits per
+    class (disjoint between splits, <= ~174 in all); each train digit is blended with
+    `train_blends` photo crops."""
+
+    name: str = "digits_m_folder"
+    train_digits: int = 100
+    val_digits: int = 20
+    test_digits: int = 50
+    train_blends: int = 2
+    render_size: int = 64
+
+    def validate(self) -> None:
+        if self.image_size < 16 or self.per_class < 0 or self.train_blends < 1:
+            raise ValueError("need image_size >= 16, per_class >= 0 and train_blends >= 1")
+
+
+@register(DATASETS, "digits_m_folder", DigitsMFolderConfig)
+def build_digits_m(cfg: DigitsMFolderConfig) -> DomainData:
+    from dataclasses import replace
+
+    from da.data import dataset_folder
+    from data_tools.digits import build_digits_m_folder
+
     cfg.validate()
-    params = dict(task=cfg.task, per_class={"train": cfg.train_images, "val": cfg.val_images,
-                                            "test": cfg.test_images},
-                  size=cfg.render_size, views=cfg.views, seed=cfg.data_seed, lights=list(cfg.lights))
-    folder = dataset_folder(cfg.root, f"rendered-{cfg.task}", params, build_rendered_classes)
+    params = dict(per_class={"train": cfg.train_digits, "val": cfg.val_digits, "test": cfg.test_digits},
+                  image_size=cfg.render_size, seed=cfg.data_seed, train_blends=cfg.train_blends)
+    folder = dataset_folder(cfg.root, "digits-m", params, build_digits_m_folder)
     return build_image_folder(replace(cfg, path=str(folder)))
