@@ -99,3 +99,28 @@ def test_rendered_task_with_target_lights_is_a_domain_pair(tmp_path):
     assert data.target_test.x.float().mean() < data.source_train.x.float().mean()
     with pytest.raises(ValueError, match="target_lights"):
         build_data(load_config(None, over + [f"data.target_path={tmp_path}"]).data)
+
+
+def test_spacing_cages_alternate_walls_and_slabs_and_views_are_closeups():
+    from data_tools.rendered_classes import closeup_camera, draw_cage
+
+    rng = np.random.default_rng(0)
+    for label in TASKS["spacing"]:
+        kinds = []
+        for i in range(4):
+            scene, _ = draw_cage("spacing", label, rng, i)
+            assert spacing_class(scene) == label
+            kinds.append("wall" if "s_vert" in scene.params else "slab")
+        assert kinds == ["wall", "slab", "wall", "slab"]  # the element type cannot give the label away
+    wall_lo, wall_hi = np.array([0.0, -0.125, 0.0]), np.array([3.4, 0.125, 1.7])
+    slab_lo, slab_hi = np.array([0.0, 0.0, 0.0]), np.array([2.9, 1.7, 0.25])
+    for _ in range(10):
+        for lo, hi, facing in ((wall_lo, wall_hi, 1), (slab_lo, slab_hi, 2)):
+            cam = closeup_camera(lo, hi, 64, rng)
+            offset = cam.center - 0.5 * (lo + hi)
+            distance = np.linalg.norm(offset)
+            # a wall is seen square on its broad side (its normal is y), a slab from above
+            assert abs(offset[facing]) > 0.6 * distance
+            assert 1.3 <= distance <= 2.0 + 1e-9
+            frame = 64 * distance / cam.fx  # metres of grid across the image
+            assert 1.1 - 1e-9 <= frame <= 1.3 + 1e-9

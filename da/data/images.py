@@ -191,10 +191,12 @@ def build_rendered(cfg: RenderedClassesConfig) -> DomainData:
 
 def rendered_folder(cfg: RenderedClassesConfig, per_class: dict[str, int], lights: list[str], seed: int) -> Path:
     from da.data import dataset_folder
-    from data_tools.rendered_classes import build_rendered_classes
+    from data_tools.rendered_classes import VERSIONS, build_rendered_classes
 
     params = dict(task=cfg.task, per_class=per_class, size=cfg.render_size, views=cfg.views, seed=seed,
                   lights=lights)
+    if VERSIONS[cfg.task] > 1:  # version-1 folders were named before versions existed
+        params["version"] = VERSIONS[cfg.task]
     return dataset_folder(cfg.root, f"rendered-{cfg.task}", params, build_rendered_classes)
 
 
