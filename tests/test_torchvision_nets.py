@@ -199,3 +199,25 @@ def test_fully_frozen_backbone_computes_each_image_once(tmp_path):
     ft.feature_extractor({"image": x})
     ft.feature_extractor({"image": x})
     assert len(n) == 2
+
+
+@pytest.mark.parametrize("arch,strategy,stage", [
+    ("resnet18", "scratch", 0), ("resnet18", "feature_extractor", 0), ("resnet18", "features_from", 2),
+    ("resnet18", "finetune_from", 3), ("resnet18", "finetune_all", 0), ("resnet50", "finetune_from", 4),
+    ("mobilenet_v3_small", "features_from", 2)])
+def test_every_strategy_trains_end_to_end_through_the_trainer(tmp_path, arch, strategy, stage):
+    from da.config import load_config
+    from da.logging import read_results
+    from da.train import train
+    from tests.test_images import write_folder
+
+    folder = write_folder(tmp_path / "imgs", size=(36, 36))
+    weights = [] if strategy == "scratch" else [f"model.weights={_weights(tmp_path, arch)[0]}"]
+    over = ["data.name=image_folder", f"data.path={folder}", "data.image_size=32", "model.name=torchvision",
+            f"model.arch={arch}", f"model.strategy={strategy}", f"model.stage={stage}", "train.batch_size=6",
+            "train.steps=3", "train.eval_every=3", "train.log_every=3", "train.checkpoint_every=3",
+            "train.progress_bar=false", "train.embedding_samples=0", "optim.name=adamw", *weights,
+            f"run_dir={tmp_path / 'run'}"]
+    run_dir = train(load_config(None, over))
+    final = read_results(run_dir)[-1]
+    assert final["step"] == 3 and 0.0 <= final["target_acc"] <= 1.0 and (run_dir / "done").exists()
