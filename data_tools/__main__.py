@@ -93,6 +93,23 @@ def cmd_simulate_source(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebar2d(args: argparse.Namespace) -> int:
+    from data_tools.rebar2d import SHIFTS, SPLITS, build_rebar2d
+
+    source, target = args.source, args.target
+    if args.shift:
+        source, target = SHIFTS[args.shift]
+    if not source or not target:
+        raise ValueError("give --source and --target domains (ASSEMBLY/TIME/POSITION), or --shift")
+    images = dict(zip(SPLITS, args.images))
+    out = build_rebar2d(args.out, source, target, images, tuple(args.size), args.views, args.seed,
+                        progress=not args.no_progress)
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"wrote {sum(images.values())} images ({manifest['source']['name']} -> "
+          f"{manifest['target']['name']}) to {out} in {manifest['seconds']} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_tools",
                                      description="Make, convert and look at data.")
@@ -157,6 +174,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="typical", help="artefact preset: mild, typical, harsh")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_simulate_source)
+
+    from data_tools.rebar2d import SHIFTS
+
+    p = sub.add_parser("rebar2d", help="split 2D dataset: rendered rebar photos with exact pixel masks")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to write (replaced)")
+    p.add_argument("--source", default="", help="source domain ASSEMBLY/TIME/POSITION, e.g. slab+wall/noon/close")
+    p.add_argument("--target", default="", help="target domain, e.g. slab+wall/evening_wet/close")
+    p.add_argument("--shift", choices=list(SHIFTS), default=None,
+                   help="one of the experiment's shifts instead of --source/--target")
+    p.add_argument("--images", type=int, nargs=4, default=[60, 16, 60, 20],
+                   metavar=("SRC_TRAIN", "SRC_VAL", "TGT_TRAIN", "TGT_TEST"), help="images per split")
+    p.add_argument("--size", type=int, nargs=2, default=[512, 512], metavar=("W", "H"))
+    p.add_argument("--views", type=int, default=2, help="images per cage")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_rebar2d)
 
     args = parser.parse_args(argv)
     from data_tools.splits import DatasetFileError

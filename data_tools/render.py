@@ -272,6 +272,9 @@ class Appearance:
     noise_std: float = 0.01  # Gaussian sensor noise, fraction of full scale
     gain_std: float = 0.02  # per-channel gain (white balance) spread
     vignetting: float = 0.15  # brightness loss at the image corners
+    # 0 dry .. 1 soaked: wet steel, concrete and soil are darker and glossier (water fills
+    # the surface's micro-roughness). 0 leaves every colour exactly as before.
+    wet: float = 0.0
 
 
 @dataclass
@@ -404,6 +407,16 @@ def _albedo(name: str, tex: MaterialTexture, p: np.ndarray, n: np.ndarray, seed:
     return np.clip(base * mod, 0.0, 1.0)
 
 
+WETTABLE = ("steel", "rusty_steel", "tie_wire", "concrete", "soil")  # what rain darkens
+
+
+def _wet_albedo(albedo: np.ndarray, names: list[str], mat: np.ndarray, wet: float) -> np.ndarray:
+    if wet <= 0:
+        return albedo
+    dark = np.array([1 - 0.45 * wet if n in WETTABLE else 1.0 for n in names], np.float32)[mat]
+    return albedo * dark[:, None]
+
+
 # --------------------------------------------------------------------------- rendering
 
 @dataclass
@@ -453,7 +466,8 @@ def _shade(rs: RaycastScene, appearance: Appearance, p: np.ndarray, n: np.ndarra
         eps = 1e-3 + 1e-5 * np.linalg.norm(p[lit], axis=1, keepdims=True)
         shadow_rays = np.concatenate([p[lit] + eps * n[lit], np.broadcast_to(s, (lit.sum(), 3))], 1)
         cos[np.flatnonzero(lit)[rs.occluded(shadow_rays.astype(np.float32))]] = 0
-    rough = np.array([MATERIALS[m].roughness for m in rs.mesh.material_names], np.float32)[mat]
+    rough = np.array([MATERIALS[m].roughness * (1 - 0.6 * appearance.wet if m in WETTABLE else 1.0)
+                      for m in rs.mesh.material_names], np.float32)[mat]
     half = s - d
     half /= np.linalg.norm(half, axis=1, keepdims=True)
     shininess = 2.0 / np.maximum(rough ** 2, 0.02)
@@ -505,6 +519,7 @@ def render(mesh: LabeledMesh, camera: Camera, appearance: Appearance, rng: np.ra
         tex = appearance.textures.get(name, MaterialTexture())
         albedo[sel] = _albedo(name, tex, p[sel], n[sel], appearance.texture_seed,
                               appearance.texture_strength)
+    albedo = _wet_albedo(albedo, list(rs.mesh.material_names), mat, appearance.wet)
 
     rgb = np.empty((h * w, 3), np.float32)
     rgb[~ok] = _sky(appearance, d_unit[~ok])
