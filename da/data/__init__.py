@@ -184,4 +184,4 @@ def build_digits(cfg: DigitsConfig) -> DomainData:
 
 
 # Image-folder and point-cloud datasets live in their own modules; importing registers them.
-from da.data import images, paper_digits, rebar3d  # noqa: E402, F401
+from da.data import images, paper_digits, rebar3d, segmentation2d  # noqa: E402, F401

@@ -1,0 +1,212 @@
+"""2D semantic segmentation data: whole images in memory, crops to train, full-resolution evaluation.
+
+`SegmentationImages` holds uint8 images (N, 3, H, W) and masks (N, H, W) (255 = ignore):
+
+- training batches (`augment=True`) are random `crop` x `crop` crops with horizontal flips,
+  image and mask cropped together, seeded by the batch key (exact resume);
+- unaugmented batches (validators, PAD features) are deterministic centre crops;
+- `predict` (what evaluation reports) runs the model over every WHOLE image with sliding
+  windows of `crop` px (overlap 1/4, logits averaged where windows overlap), so thin
+  ties are judged at the resolution they were rendered at.
+
+Datasets: `rebar2d` (rendered by data_tools.rebar2d, cached under data.root);
+`mask_folder` and `coco_segmentation` (real data: data_tools.segmentation_files) as a
+labeled source with an optional unlabeled target folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from da.config import DataConfig
+from da.data import DATASETS, DomainData, dataset_folder
+from da.data.images import IMAGENET_MEAN, IMAGENET_STD
+from da.metrics import confusion_matrix
+from da.registry import register
+from data_tools.splits import DatasetFileError
+
+IGNORE = 255
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x.float() / 255.0 - mean) / std
+
+
+class SegmentationImages(Dataset):
+    def __init__(self, images: np.ndarray, masks: np.ndarray | None, crop: int, augment: bool,
+                 num_classes: int = 3, input_key: str = "image"):
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (N, 3, H, W), got {images.shape}")
+        if masks is not None and masks.shape != (images.shape[0], *images.shape[2:]):
+            raise ValueError(f"masks {masks.shape} do not match images {images.shape}")
+        if crop > min(images.shape[2:]):
+            raise ValueError(f"crop {crop} is larger than the images ({images.shape[3]}x{images.shape[2]})")
+        self.images = torch.as_tensor(images)
+        self.masks = None if masks is None else torch.as_tensor(masks).long()
+        self.crop, self.augment, self.num_classes, self.input_key = crop, augment, num_classes, input_key
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        h, w = self.images.shape[2:]
+        c = self.crop
+        g = torch.Generator().manual_seed(keys[0][1])
+        xs, ys = [], []
+        for i, _ in keys:
+            if self.augment:
+                top = int(torch.randint(0, h - c + 1, (1,), generator=g))
+                left = int(torch.randint(0, w - c + 1, (1,), generator=g))
+                flip = bool(torch.rand(1, generator=g) < 0.5)
+            else:
+                top, left, flip = (h - c) // 2, (w - c) // 2, False
+            x = self.images[i, :, top:top + c, left:left + c]
+            y = None if self.masks is None else self.masks[i, top:top + c, left:left + c]
+            if flip:
+                x = x.flip(-1)
+                y = None if y is None else y.flip(-1)
+            xs.append(x)
+            ys.append(y)
+        batch = {self.input_key: normalise(torch.stack(xs))}
+        if self.masks is not None:
+            batch["label"] = torch.stack(ys)
+        return batch
+
+    def __getitem__(self, key):
+        batch = self.__getitems__([key if isinstance(key, tuple) else (key, 0)])
+        return {k: v[0] for k, v in batch.items()}
+
+    @torch.no_grad()
+    def logits(self, algorithm, i: int, device: torch.device) -> torch.Tensor:
+        """(K, H, W) logits of whole image i: sliding windows, overlapping logits averaged."""
+        from da.train import model_dtype
+
+        h, w = self.images.shape[2:]
+        c = self.crop
+        stride = max(1, (3 * c) // 4)
+        tops = sorted({*range(0, h - c + 1, stride), h - c})
+        lefts = sorted({*range(0, w - c + 1, stride), w - c})
+        x = normalise(self.images[i:i + 1]).to(device, model_dtype(algorithm))
+        total = torch.zeros(self.num_classes, h, w, device=device)
+        count = torch.zeros(1, h, w, device=device)
+        for t in tops:
+            for lft in lefts:
+                out = algorithm.predict({self.input_key: x[..., t:t + c, lft:lft + c]})[0].float()
+                total[:, t:t + c, lft:lft + c] += out
+                count[:, t:t + c, lft:lft + c] += 1
+        return total / count
+
+    def predict(self, algorithm, device: torch.device, max_features: int = 2000):
+        """Confusion matrix over every labeled pixel of every whole image; pooled features
+        of centre crops (for PAD)."""
+        from da.train import Predictions, model_dtype
+
+        if self.masks is None:
+            raise ValueError("evaluation needs masks")
+        was = algorithm.training
+        algorithm.eval()
+        cm = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
+        feats = []
+        for i in range(len(self)):
+            pred = self.logits(algorithm, i, device).argmax(0).cpu()
+            cm += confusion_matrix(pred, self.masks[i], self.num_classes)
+            if len(feats) < max_features:
+                batch = {k: v.to(device, model_dtype(algorithm) if v.is_floating_point() else None)
+                         for k, v in self.__getitems__([(i, 0)]).items()}
+                f = algorithm.features(batch)
+                feats.append((f.flatten(2).mean(-1) if f.dim() > 2 else f).float().cpu().numpy())
+        algorithm.train(was)
+        pooled = np.concatenate(feats)[:max_features]
+        return Predictions(cm, pooled, np.full(len(pooled), -1), dense=True)
+
+
+def class_weights(masks: np.ndarray, k: int) -> torch.Tensor:
+    """1/sqrt(pixel frequency), normalised to mean 1 (the 3D recipe): thin ties count."""
+    counts = np.bincount(masks[masks != IGNORE].ravel(), minlength=k)[:k].astype(np.float64)
+    w = 1.0 / np.sqrt(np.maximum(counts / max(counts.sum(), 1), 1e-6))
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+def read_split(folder: Path, split: str, with_masks: bool, mask_dir: Path | None = None):
+    """images/*.png (+ masks/*.png, or mask_dir) of one split of a rebar2d folder."""
+    from data_tools.segmentation_files import read_rgb
+
+    from PIL import Image
+
+    files = sorted((folder / split / "images").glob("*.png"))
+    if not files:
+        raise DatasetFileError(f"{folder / split / 'images'}: no images")
+    x = np.stack([read_rgb(p).transpose(2, 0, 1) for p in files])
+    if not with_masks:
+        return x, None
+    masks = mask_dir or folder / split / "masks"
+    ys = []
+    for p in files:
+        m = masks / p.name
+        if not m.is_file():
+            raise DatasetFileError(f"{p}: no mask {m}")
+        y = np.asarray(Image.open(m))
+        if y.shape != x.shape[2:]:
+            raise DatasetFileError(f"{m}: mask is {y.shape[1]}x{y.shape[0]}, its image {x.shape[3]}x{x.shape[2]}")
+        ys.append(y)
+    return x, np.stack(ys).astype(np.uint8)
+
+
+@dataclass
+class Rebar2dConfig(DataConfig):
+    name: str = "rebar2d"
+    shift: str = "time"  # assembly | time | position | all (data_tools.rebar2d.SHIFTS); or:
+    source: str = ""  # ASSEMBLY/TIME/POSITION (both set: they replace `shift`)
+    target: str = ""
+    images: list[int] = field(default_factory=lambda: [60, 16, 60, 20])  # per split, in SPLITS order
+    size: list[int] = field(default_factory=lambda: [512, 512])  # rendered W, H
+    views: int = 2
+    data_seed: int = 0
+    crop: int = 192  # training crops and evaluation windows, px
+
+    def validate(self) -> None:
+        from data_tools.rebar2d import SHIFTS
+
+        if bool(self.source) != bool(self.target):
+            raise ValueError("data.source and data.target go together (or neither: data.shift)")
+        if not self.source and self.shift not in SHIFTS:
+            raise ValueError(f"data.shift must be one of {', '.join(SHIFTS)}, got '{self.shift}'")
+        if len(self.images) != 4 or min(self.images) < 1:
+            raise ValueError("data.images: 4 positive counts (source_train, source_val, target_train, target_test)")
+        if self.crop < 32 or self.crop % 32:
+            raise ValueError("data.crop must be a multiple of 32 (the encoder downsamples 32x)")
+
+
+@register(DATASETS, "rebar2d", Rebar2dConfig)
+def build_rebar2d_data(cfg: Rebar2dConfig) -> DomainData:
+    from data_tools.rebar2d import CLASSES, SHIFTS, SPLITS, VERSION, build_rebar2d
+
+    cfg.validate()
+    source, target = (cfg.source, cfg.target) if cfg.source else SHIFTS[cfg.shift]
+    params = dict(source=source, target=target, images=dict(zip(SPLITS, cfg.images)), size=list(cfg.size),
+                  views=cfg.views, seed=cfg.data_seed)
+    folder = dataset_folder(cfg.root, f"rebar2d-v{VERSION}", params, build_rebar2d)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    k = len(manifest["classes"])
+    x_tr, y_tr = read_split(folder, "source_train", True)
+    x_va, y_va = read_split(folder, "source_val", True)
+    x_tt, _ = read_split(folder, "target_train", False)
+    x_te, y_te = read_split(folder, "target_test", True)
+    if cfg.target_labeled:  # the oracle: target_train with its masks from oracle_labels/
+        x_tr, y_tr = read_split(folder, "target_train", True, folder / "oracle_labels" / "target_train")
+
+    def wrap(x, y, train):
+        return SegmentationImages(x, y, cfg.crop, augment=train and cfg.augment, num_classes=k)
+
+    return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
+                      target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
+                      num_classes=k, input_key="image", input_shape=(3, cfg.crop, cfg.crop),
+                      class_weights=class_weights(y_tr, k))

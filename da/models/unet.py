@@ -1,0 +1,147 @@
+"""Segmentation networks for 2D rebar images: a U-Net on a torchvision ResNet encoder, and
+torchvision's DeepLabV3.
+
+U-Net (`model.name=unet`): the encoder is the transfer issue's staged ResNet
+(`da.models.torchvision_nets`: same `arch`, `weights` - imagenet, a .pth/.safetensors,
+one of our exported backbones or run folders - and the same freezing strategies), the
+decoder upsamples to the resolution of layer3, layer2 and layer1 in turn, each time
+concatenating that encoder stage, then concatenates the stem (also H/4), and a last
+bilinear x4 step reaches the input size (frozen stages keep BatchNorm in eval: the
+staged encoder's own train()). Features: (B, decoder_channels[-1], H, W) per pixel; the head is a 1x1 conv. After
+each forward the encoder's stage outputs are kept in `stage_features` (and their widths
+in `stage_channels`) for image-level domain classifiers on several stages
+(`algorithm.name=dann_stages`).
+
+DeepLabV3 (`model.name=deeplabv3`): torchvision's deeplabv3_resnet50 without its last 1x1
+classifier; its ASPP features (256 channels) are upsampled to the input size and a 1x1
+conv head classifies them. `weights` may name a ResNet-50 state dict for its backbone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from da.config import ModelConfig
+from da.models import MODELS, ModelParts
+from da.models.torchvision_nets import TorchvisionConfig, build_backbone, load_pretrained
+from da.registry import register
+
+
+@dataclass
+class UNetConfig(ModelConfig):
+    name: str = "unet"
+    arch: str = "resnet18"  # resnet18 | resnet50
+    weights: str = ""
+    strategy: str = "scratch"  # scratch | finetune_all | finetune_from | feature_extractor
+    stage: int = 0
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32])
+
+    def validate(self) -> None:
+        if not self.arch.startswith("resnet"):
+            raise ValueError(f"unet takes a ResNet encoder (resnet18, resnet50), got '{self.arch}'")
+        if self.strategy == "features_from":
+            raise ValueError("unet needs the whole encoder: features_from cuts it")
+        if len(self.decoder_channels) != 4:
+            raise ValueError("decoder_channels: 4 widths, one per upsampling step")
+
+
+def conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class UNetEncoderDecoder(nn.Module):
+    def __init__(self, encoder, decoder_channels: list[int], input_key: str):
+        super().__init__()
+        self.encoder, self.input_key = encoder, input_key
+        with torch.no_grad():
+            was = encoder.training
+            encoder.eval()
+            widths = [s.shape[1] for s in self._stages(torch.zeros(1, 3, 64, 64))]
+            encoder.train(was)
+        self.stage_channels = widths  # stem, layer1..layer4
+        skips = [widths[3], widths[2], widths[1], widths[0]]  # what each step concatenates
+        blocks, cin = [], widths[4]
+        for skip, cout in zip(skips, decoder_channels):
+            blocks.append(nn.Sequential(conv_bn(cin + skip, cout), conv_bn(cout, cout)))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.final = conv_bn(cin, cin)
+        self.num_features = cin
+        self.stage_features: list[torch.Tensor] = []
+
+    def _stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        enc, outs = self.encoder, []
+        for k, stage in enumerate(enc.stages):
+            if k < enc.frozen:
+                with torch.no_grad():
+                    x = stage(x)
+            else:
+                x = stage(x)
+            outs.append(x)
+        return outs
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = batch[self.input_key]
+        stem, l1, l2, l3, l4 = self._stages(x)
+        self.stage_features = [stem, l1, l2, l3, l4]
+        y = l4
+        for block, skip in zip(self.blocks, (l3, l2, l1, stem)):
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = block(torch.cat([y, skip], 1))
+        y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.final(y)
+
+
+
+def pixel_head(cin: int, k: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, k, 1)
+
+
+@register(MODELS, "unet", UNetConfig)
+def build_unet(cfg: UNetConfig, data) -> ModelParts:
+    cfg.validate()
+    tv = TorchvisionConfig(arch=cfg.arch, weights=cfg.weights, strategy=cfg.strategy, stage=cfg.stage)
+    encoder, _ = build_backbone(tv, data.input_key)
+    fe = UNetEncoderDecoder(encoder, list(cfg.decoder_channels), data.input_key)
+    return ModelParts(fe, pixel_head(fe.num_features, data.num_classes))
+
+
+@dataclass
+class DeepLabConfig(ModelConfig):
+    name: str = "deeplabv3"
+    weights: str = ""  # a ResNet-50 state dict / export / run folder for the backbone
+
+
+class DeepLabFeatures(nn.Module):
+    def __init__(self, net, input_key: str):
+        super().__init__()
+        # DeepLabHead = ASPP, 3x3 conv, BN, ReLU, 1x1 classifier: all but the classifier
+        self.backbone, self.input_key = net.backbone, input_key
+        self.aspp = nn.Sequential(*list(net.classifier.children())[:-1])
+        self.num_features = 256
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = batch[self.input_key]
+        y = self.aspp(self.backbone(x)["out"])
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@register(MODELS, "deeplabv3", DeepLabConfig)
+def build_deeplab(cfg: DeepLabConfig, data) -> ModelParts:
+    import torchvision
+
+    net = torchvision.models.segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None,
+                                                             num_classes=data.num_classes, aux_loss=False)
+    if cfg.weights:
+        resnet = torchvision.models.resnet50(weights=None)
+        load_pretrained("resnet50", resnet, cfg.weights)
+        missing = net.backbone.load_state_dict({k: v for k, v in resnet.state_dict().items()
+                                                if not k.startswith("fc.")}, strict=False)
+        if missing.missing_keys:
+            raise ValueError(f"{cfg.weights}: backbone keys missing {missing.missing_keys[:4]}")
+    fe = DeepLabFeatures(net, data.input_key)
+    return ModelParts(fe, pixel_head(fe.num_features, data.num_classes))
