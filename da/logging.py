@@ -59,6 +59,10 @@ class RunLogger:
         data.update({f"vertex_{k}": v.astype(np.int32)[None, :, None] for k, v in labels.items()})
         self.writer.add_3d(tag, data, step, label_to_names=label_names)
 
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """An (H, W, 3) uint8 image in TensorBoard's Images tab."""
+        self.writer.add_image(tag, image, step, dataformats="HWC")
+
     def close(self) -> None:
         self.writer.close()
 

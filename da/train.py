@@ -324,6 +324,9 @@ class Trainer:
         metrics = evaluate(run, step)
         log.result(metrics)
         log.scalars("val", {k: v for k, v in metrics.items() if k != "step"}, step)
+        if hasattr(run.data.target_test, "summary_images"):  # 2D segmentation: overlays in TensorBoard
+            for tag, image in run.data.target_test.summary_images(run.algorithm, self.device).items():
+                log.image(f"target_test/{tag}", image, step)
         # best.pt is chosen on held-out SOURCE data: target labels never select a model.
         # Segmentation selects on source mIoU: accuracy is dominated by the background class.
         score = metrics.get("source_val_miou", metrics["source_val_acc"])

@@ -57,6 +57,8 @@ def tiny2d(tmp_path_factory):
     ("unet", ["algorithm.name=dann", "algorithm.domain_level=dense", "algorithm.domain_rows=256",
               "algorithm.disc_hidden=[32]"]),
     ("unet", ["algorithm.name=dann_stages", "algorithm.output_weight=0.5"]),
+    ("unet", ["algorithm.name=adabn"]),
+    ("unet", ["algorithm.name=self_training"]),
     ("deeplabv3", ["algorithm.name=source_only"])])
 def test_tiny_end_to_end(tmp_path, tiny2d, model, algo):
     from da.logging import read_results
@@ -69,6 +71,13 @@ def test_tiny_end_to_end(tmp_path, tiny2d, model, algo):
     final = read_results(run)[-1]
     assert final["step"] == 2 and 0 <= final["target_miou"] <= 1 and "target_iou_2" in final
     assert (run / "done").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"), size_guidance={"images": 0}).Reload()
+    images = events.Tags()["images"]
+    assert "target_test/image_0" in images  # input | truth | prediction at each evaluation
+    shot = events.Images("target_test/image_0")[-1]
+    assert (shot.width, shot.height) == (3 * 96, 96)
 
 
 def test_stage_discriminators_reach_the_encoder(tiny2d):

@@ -40,6 +40,18 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
     return (x.float() / 255.0 - mean) / std
 
 
+CLASS_COLOURS = np.array([[0, 0, 0], [230, 60, 50], [60, 220, 80]], np.uint8)  # bg, main, tie
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """(H, W, 3) uint8: rebar pixels tinted by class (red main, green tie), background as is."""
+    out = image.astype(np.float32)
+    rebar = (labels > 0) & (labels != IGNORE)
+    colours = CLASS_COLOURS[np.clip(labels, 0, len(CLASS_COLOURS) - 1)].astype(np.float32)
+    out[rebar] = (1 - alpha) * out[rebar] + alpha * colours[rebar]
+    return out.round().astype(np.uint8)
+
+
 class SegmentationImages(Dataset):
     def __init__(self, images: np.ndarray, masks: np.ndarray | None, crop: int, augment: bool,
                  num_classes: int = 3, input_key: str = "image"):
@@ -103,6 +115,19 @@ class SegmentationImages(Dataset):
                 total[:, t:t + c, lft:lft + c] += out
                 count[:, t:t + c, lft:lft + c] += 1
         return total / count
+
+    def summary_images(self, algorithm, device: torch.device, count: int = 2) -> dict[str, np.ndarray]:
+        """input | ground truth | prediction, side by side, for the first `count` images."""
+        was = algorithm.training
+        algorithm.eval()
+        out = {}
+        for i in range(min(count, len(self))):
+            img = self.images[i].permute(1, 2, 0).numpy()
+            pred = self.logits(algorithm, i, device).argmax(0).cpu().numpy()
+            truth = self.masks[i].numpy() if self.masks is not None else np.zeros_like(pred)
+            out[f"image_{i}"] = np.concatenate([img, overlay(img, truth), overlay(img, pred)], axis=1)
+        algorithm.train(was)
+        return out
 
     def predict(self, algorithm, device: torch.device, max_features: int = 2000):
         """Confusion matrix over every labeled pixel of every whole image; pooled features
