@@ -11,6 +11,7 @@ A table YAML (experiments/tables/NAME.yaml):
       - name: dann
         role: adapted            # source_only | adapted | oracle (for the share of gap closed)
         baseline: source_only_bn # optional: the row this one's gap is measured from
+        oracle: train_on_target_x # optional: the oracle row of that gap (default: the first)
         configs: [experiments/configs/extra.yaml]
         overrides: [algorithm.lambda_max=0.3]
         grid: {algorithm.lambda_max: [0.1, 0.3]}   # optional: a sweep, one row per combination
@@ -59,7 +60,7 @@ from da.train import train
 
 TABLE_KEYS = {"description", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles", "figure"}
 ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline", "select", "init_from",
-            "weights_from"}
+            "weights_from", "oracle"}
 # weights_from: the pretrained network is ONE run (this seed) of the named row; the rows
 # built on it vary their own seed only (head initialisation, batches, augmentation).
 WEIGHTS_SEED = 0
@@ -81,6 +82,7 @@ class Row:
     select: list[str] = field(default_factory=list)  # validators choosing among the family
     init_from: str | None = None  # a row whose run of the same seed gives the initial weights
     weights_from: str | None = None  # a row whose WEIGHTS_SEED run is the pretrained backbone
+    oracle: str | None = None  # the oracle row for the gap closed (default: the first oracle row)
 
 
 @dataclass
@@ -109,7 +111,8 @@ def expand_grid(row: dict, where: str) -> list[Row]:
 
     select = list(row.get("select") or [])
     base = Row(row["name"], row.get("role"), list(row.get("configs", [])), list(row.get("overrides", [])),
-               row.get("baseline"), row["name"], select, row.get("init_from"), row.get("weights_from"))
+               row.get("baseline"), row["name"], select, row.get("init_from"), row.get("weights_from"),
+               row.get("oracle"))
     if base.role not in ROLES:
         raise ConfigError(f"{where}: row '{base.name}' has role '{base.role}'; valid: source_only, adapted, oracle")
     unknown = [v for v in select if v not in VALIDATORS]
@@ -127,7 +130,7 @@ def expand_grid(row: dict, where: str) -> list[Row]:
         pairs = [f"{k}={v}" for k, v in zip(keys, values)]
         label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
         rows.append(Row(f"{base.name}[{label}]", base.role, base.configs, base.overrides + pairs,
-                        base.baseline, base.name, select, base.init_from, base.weights_from))
+                        base.baseline, base.name, select, base.init_from, base.weights_from, base.oracle))
     return rows
 
 
@@ -150,6 +153,8 @@ def load_table(name_or_path: str) -> Table:
     for r in rows:
         if r.baseline and r.baseline not in names:
             raise ConfigError(f"{where}: row '{r.name}' has baseline '{r.baseline}', which is not a row")
+        if r.oracle and r.oracle not in names:
+            raise ConfigError(f"{where}: row '{r.name}' has oracle '{r.oracle}', which is not a row")
         for key in ("init_from", "weights_from"):
             other = getattr(r, key)
             if other and (other not in names or other == r.name):
@@ -212,21 +217,25 @@ def gap_closed(rows: list[dict], primary: str) -> None:
     """Adds `gap_closed` = (adapted - source_only) / (oracle - source_only) to adapted rows.
 
     The source-only value is the row's own `baseline` row if it names one (a like-for-like
-    network), else the table's source_only-role row.
+    network), else the table's source_only-role row; the oracle likewise (`oracle`, else
+    the first oracle-role row). Also `gap_spread_ratio` = gap / the baseline's seed std:
+    the markdown shows gap closed only where it is >= 3 (below, the gap is seed noise).
     """
     by_name = {r["name"]: r for r in rows}
     default = next((r for r in rows if r["role"] == "source_only"), None)
-    oracle = next((r for r in rows if r["role"] == "oracle"), None)
-    if oracle is None:
-        return
-    hi = oracle["metrics"][primary]["mean"]
+    first_oracle = next((r for r in rows if r["role"] == "oracle"), None)
     for r in rows:
         if r["role"] != "adapted":
             continue
         base = by_name.get(r["baseline"]) if r.get("baseline") else default
-        if base is None:  # e.g. the baseline row was left out with --rows
+        oracle = by_name.get(r["oracle"]) if r.get("oracle") else first_oracle
+        if base is None or oracle is None:  # e.g. the baseline row was left out with --rows
             continue
+        hi = oracle["metrics"][primary]["mean"]
         lo = base["metrics"][primary]["mean"]
+        spread = base["metrics"][primary]["std"]
+        if spread > 0:
+            r["gap_spread_ratio"] = (hi - lo) / spread
         if hi > lo:  # otherwise there is no gap to close (e.g. an undertrained oracle)
             r["gap_closed"] = (r["metrics"][primary]["mean"] - lo) / (hi - lo)
 
@@ -241,7 +250,7 @@ def _picked_row(family: str, by: str, members: list[dict], picks: dict[int, str]
     values = {k: [by_name[picks[s]]["per_seed"][s][k] for s in seeds] for k in metrics}
     first = members[0]
     return {"name": f"{family} <- {by}", "algorithm": first["algorithm"], "role": first["role"],
-            "baseline": first["baseline"], "seeds": seeds, "selected_by": by,
+            "baseline": first["baseline"], "oracle": first.get("oracle"), "seeds": seeds, "selected_by": by,
             "picks": {str(s): picks[s] for s in seeds},
             "run_dirs": [by_name[picks[s]]["run_dirs"][by_name[picks[s]]["seeds"].index(s)] for s in seeds],
             "run_commits": sorted({c for s in seeds for c in by_name[picks[s]]["run_commits"]}),
@@ -352,6 +361,8 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
             cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if len(s["values"]) > 1 else f"{s['mean']:.4f}")
         if has_gap:
             gap = f"{100 * r['gap_closed']:.0f}%" if "gap_closed" in r else ""
+            if gap and r.get("gap_spread_ratio", 3.0) < 3.0:  # the issue's rule: gap >= 3x seed spread
+                gap = f"({gap}: gap < 3x seed spread)"
             if gap and r.get("baseline"):
                 gap += f" (vs {r['baseline']})"
             cells.append(gap)
@@ -434,6 +445,7 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
             per_seed[seed] = {m: final[m] for m in table.metrics}
         algorithm = configs[(row.name, row_seeds[0])].algorithm.name
         rows.append({"name": row.name, "algorithm": algorithm, "role": row.role, "baseline": row.baseline,
+                     "oracle": row.oracle,
                      "seeds": row_seeds,
                      "run_dirs": [str(run_dir(runs_root, table, profile, row, s)) for s in row_seeds],
                      "run_commits": sorted(commits), "per_seed": per_seed,

@@ -263,3 +263,18 @@ def test_weights_from_row_pretrains_once_and_every_seed_reads_that_backbone(tmp_
     path.write_text(WEIGHTS_TABLE.format(repo=REPO, pre=pre, tgt=tgt).replace("weights_from: pretrain",
                                                                               "weights_from: probe"))
     assert main(["reproduce", str(path), "--profile", "quick", "--runs", str(runs)]) == 2
+
+
+def test_gap_closed_uses_each_rows_own_baseline_and_oracle_and_the_spread_rule():
+    from da.reproduce import gap_closed
+
+    def row(name, role, mean, std=0.01, **kw):
+        return {"name": name, "role": role, "metrics": {"m": {"mean": mean, "std": std}}, **kw}
+
+    rows = [row("a_so", "source_only", 0.30), row("a_or", "oracle", 0.70),
+            row("b_so", "source_only", 0.50, std=0.05), row("b_or", "oracle", 0.60),
+            row("a_ad", "adapted", 0.50, baseline="a_so", oracle="a_or"),
+            row("b_ad", "adapted", 0.55, baseline="b_so", oracle="b_or")]
+    gap_closed(rows, "m")
+    assert rows[4]["gap_closed"] == pytest.approx(0.5) and rows[4]["gap_spread_ratio"] == pytest.approx(40)
+    assert rows[5]["gap_closed"] == pytest.approx(0.5) and rows[5]["gap_spread_ratio"] == pytest.approx(2)
