@@ -97,3 +97,46 @@ def test_stage_discriminators_reach_the_encoder(tiny2d):
     with pytest.raises(ValueError, match="needs a feature extractor with stage_features"):
         build_run(load_config(None, [*tiny2d, "model.name=deeplabv3", "algorithm.name=dann_stages"]),
                   torch.device("cpu"))
+
+
+def test_seg_files_dataset_reads_mask_folders_and_coco(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from da.data import build_data
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        d = tmp_path / "src" / split
+        (d / "images").mkdir(parents=True)
+        (d / "masks").mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(d / "images" / f"{i}.jpg")
+            Image.fromarray(rng.choice([0, 10, 20], (40, 50)).astype(np.uint8)).save(d / "masks" / f"{i}.png")
+    d = tmp_path / "tgt"
+    for split in ("train", "test"):
+        (d / split / "images").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(d / split / "images" / "a.png")
+    (d / "test" / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 30, "height": 30}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "segmentation": [[0, 0, 20, 0, 20, 20, 0, 20]]}],
+        "categories": [{"id": 3, "name": "rebar"}]}))
+    base = ["data.name=seg_files", f"data.path={tmp_path / 'src'}", "data.size=[64,64]", "data.crop=32"]
+    data = build_data(load_config(None, [*base, "data.classes={0: 0, 10: 1, 20: 2}"]).data)
+    assert len(data.source_train) == 2 and data.target_test.masks.shape == (2, 64, 64)
+    assert set(np.unique(data.source_train.masks.numpy())) <= {0, 1, 2}
+    with pytest.raises(Exception, match=r"unknown category id\(s\) \[20\]"):
+        build_data(load_config(None, [*base, "data.classes={0: 0, 10: 1}"]).data)
+    # the COCO target's test split (polygons) with a folder source
+    (d / "test" / "masks").mkdir()
+    coco_src = tmp_path / "coco"
+    for split in ("train", "val", "test"):
+        (coco_src / split / "images").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(coco_src / split / "images" / "a.png")
+        (coco_src / split / "annotations.json").write_text((d / "test" / "annotations.json").read_text())
+    coco = build_data(load_config(None, ["data.name=seg_files", f"data.path={coco_src}", "data.coco=true",
+                                         "data.classes={rebar: 1}", "data.size=[32,32]", "data.crop=32",
+                                         f"data.target_path={d}"]).data)
+    assert coco.target_train.masks is None and len(coco.target_train) == 1
+    assert (coco.source_train.masks[0, :16, :16] == 1).all() and coco.source_train.masks[0, 31, 31] == 0

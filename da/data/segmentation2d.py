@@ -235,3 +235,81 @@ def build_rebar2d_data(cfg: Rebar2dConfig) -> DomainData:
                       target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
                       num_classes=k, input_key="image", input_shape=(3, cfg.crop, cfg.crop),
                       class_weights=class_weights(y_tr, k))
+
+
+def resized(samples: list[tuple[np.ndarray, np.ndarray | None, str]], size: list[int]):
+    """(N, 3, H, W) uint8 images and (N, H, W) masks at size W x H (bilinear / nearest)."""
+    from PIL import Image
+
+    w, h = size
+    xs, ys = [], []
+    for img, mask, _ in samples:
+        xs.append(np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR)).transpose(2, 0, 1))
+        if mask is not None:
+            ys.append(np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST)))
+    return np.stack(xs), (np.stack(ys) if ys else None)
+
+
+@dataclass
+class SegFilesConfig(DataConfig):
+    """Real segmentation data: `path` holds train/ val/ test/, each an image folder with
+    PNG masks (images/ + masks/) or, with `coco`, images/ + annotations.json. `classes`
+    maps the files' category ids (or COCO names) to ours (0 bg, 1 main, 2 tie, 255 ignore).
+    `target_path` (optional): a second domain with train/images (used WITHOUT masks) and
+    test/ (reported). Images are resized to `size` (W, H) so batches stack."""
+
+    name: str = "seg_files"
+    path: str = ""
+    target_path: str = ""
+    coco: bool = False
+    # empty = ids already ours (0, 1, 2); a dict default would MERGE with a user's table
+    classes: dict = field(default_factory=dict)
+    size: list[int] = field(default_factory=lambda: [512, 512])
+    crop: int = 192
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ValueError("data.path must name a folder with train/ val/ test/")
+        if any(int(v) not in (0, 1, 2, IGNORE) for v in self.classes.values()):
+            raise ValueError(f"data.classes must map to 0, 1, 2 or 255, got {self.classes}")
+
+
+def _read_split(cfg: SegFilesConfig, folder: Path, labeled: bool):
+    from data_tools.segmentation_files import read_coco, read_mask_folder, read_rgb
+
+    classes = cfg.classes or {0: 0, 1: 1, 2: 2}
+    if not labeled:
+        files = sorted(p for p in (folder / "images").glob("*") if p.suffix.lower() in
+                       (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"))
+        if not files:
+            raise DatasetFileError(f"{folder / 'images'}: no images")
+        return resized([(read_rgb(p), None, p.stem) for p in files], cfg.size)
+    if cfg.coco:
+        table = {(int(k) if str(k).isdigit() else k): int(v) for k, v in classes.items()}
+        samples = read_coco(folder / "annotations.json", folder / "images", table)
+    else:
+        samples = read_mask_folder(folder, {int(k): int(v) for k, v in classes.items()})
+    return resized(samples, cfg.size)
+
+
+@register(DATASETS, "seg_files", SegFilesConfig)
+def build_seg_files(cfg: SegFilesConfig) -> DomainData:
+    cfg.validate()
+    root = Path(cfg.path)
+    x_tr, y_tr = _read_split(cfg, root / "train", True)
+    x_va, y_va = _read_split(cfg, root / "val", True)
+    troot = Path(cfg.target_path) if cfg.target_path else None
+    x_tt, _ = _read_split(cfg, troot / "train", False) if troot else (x_tr, None)
+    x_te, y_te = _read_split(cfg, (troot or root) / "test", True)
+    if cfg.target_labeled:
+        if troot is None:
+            raise ValueError("data.target_labeled needs data.target_path")
+        x_tr, y_tr = _read_split(cfg, troot / "train", True)
+
+    def wrap(x, y, train):
+        return SegmentationImages(x, y, cfg.crop, augment=train and cfg.augment)
+
+    return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
+                      target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
+                      num_classes=3, input_key="image", input_shape=(3, cfg.crop, cfg.crop),
+                      class_weights=class_weights(y_tr, 3))
