@@ -34,7 +34,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -250,7 +250,3 @@ SHIFTS = {
     "all": (SOURCE, "column+beam/evening_wet/far_high"),
 }
 
-
-def with_factor(domain: Domain, **change) -> Domain:
-    """The same domain with one factor changed (tests and figures)."""
-    return replace(domain, **change)

@@ -51,17 +51,29 @@ def map_classes(raw: np.ndarray, table: dict, where: Path) -> np.ndarray:
     return out
 
 
-def read_mask_folder(folder: str | Path, table: dict[int, int]) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    """`folder/images/*` with `folder/masks/<stem>.png` (single-channel category ids)."""
+def image_files(folder: Path) -> list[Path]:
+    images = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise DatasetFileError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return images
+
+
+def read_image_folder(folder: str | Path) -> list[tuple[np.ndarray, None, str]]:
+    """`folder/images/*` without masks (an unlabeled split)."""
+    return [(read_rgb(p), None, p.stem) for p in image_files(Path(folder) / "images")]
+
+
+def read_mask_folder(folder: str | Path, table: dict[int, int],
+                     mask_dir: str | Path | None = None) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """`folder/images/*` with `<mask_dir>/<stem>.png` (single-channel category ids;
+    mask_dir defaults to `folder/masks`)."""
     from PIL import Image
 
     folder = Path(folder)
-    images = sorted(p for p in (folder / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise DatasetFileError(f"{folder / 'images'}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    masks = Path(mask_dir) if mask_dir is not None else folder / "masks"
     out = []
-    for path in images:
-        mask_path = folder / "masks" / f"{path.stem}.png"
+    for path in image_files(folder / "images"):
+        mask_path = masks / f"{path.stem}.png"
         if not mask_path.is_file():
             raise DatasetFileError(f"{path}: no mask {mask_path}")
         img = read_rgb(path)

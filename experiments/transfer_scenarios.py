@@ -97,6 +97,15 @@ def markdown(result: dict, reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def epochs_per_step(run_dir: Path) -> float:
+    """A run's batch size over its training-set size (read from its own config and data)."""
+    from da.config import load_config
+    from da.data import build_data
+
+    cfg = load_config([run_dir / "config.yaml"])
+    return cfg.train.batch_size / len(build_data(cfg.data).source_train)
+
+
 def curves(result: dict, rows: dict[str, dict], out: Path) -> Path:
     import matplotlib
 
@@ -107,17 +116,16 @@ def curves(result: dict, rows: dict[str, dict], out: Path) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
     for ax, target in zip(axes, ("spacing", "digits")):
+        scale = None  # every large row of a target trains on the same images
         for s in STRATEGIES:
             row = rows.get(f"{target}_large_{s}")
             if row is None:
                 continue
+            scale = scale or epochs_per_step(Path(row["run_dirs"][0]))
             runs = [read_results(Path(d)) for d in row["run_dirs"]]
             steps = [r["step"] for r in runs[0]]
             acc = np.mean([[e["target_acc"] for e in r][:len(steps)] for r in runs], axis=0)
-            cfg_text = (Path(row["run_dirs"][0]) / "config.yaml").read_text()
-            batch = int(next(line.split(":")[1] for line in cfg_text.splitlines() if "batch_size" in line))
-            n_train = {"spacing": 600, "digits": 2000}[target]
-            ax.plot(np.asarray(steps) * batch / n_train, acc, marker="o", ms=3,
+            ax.plot(np.asarray(steps) * scale, acc, marker="o", ms=3,
                     lw=2.5 if s == "scratch" else 1.5, ls="--" if s == "scratch" else "-", label=s)
         ax.set(title=f"{target} ({SIMILARITY[target]}), large target", xlabel="epoch",
                ylabel="target-test accuracy")

@@ -29,7 +29,6 @@ from da.data import DATASETS, DomainData, dataset_folder
 from da.data.images import IMAGENET_MEAN, IMAGENET_STD
 from da.metrics import confusion_matrix
 from da.registry import register
-from data_tools.splits import DatasetFileError
 
 IGNORE = 255
 
@@ -160,29 +159,21 @@ def class_weights(masks: np.ndarray, k: int) -> torch.Tensor:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
+def stacked(samples: list[tuple[np.ndarray, np.ndarray | None, str]]):
+    """(N, 3, H, W) images and (N, H, W) masks (None when unlabeled) of same-size samples."""
+    x = np.stack([img.transpose(2, 0, 1) for img, _, _ in samples])
+    masks = [m for _, m, _ in samples if m is not None]
+    return x, (np.stack(masks) if masks else None)
+
+
 def read_split(folder: Path, split: str, with_masks: bool, mask_dir: Path | None = None):
     """images/*.png (+ masks/*.png, or mask_dir) of one split of a rebar2d folder."""
-    from data_tools.segmentation_files import read_rgb
+    from data_tools.segmentation_files import read_image_folder, read_mask_folder
 
-    from PIL import Image
-
-    files = sorted((folder / split / "images").glob("*.png"))
-    if not files:
-        raise DatasetFileError(f"{folder / split / 'images'}: no images")
-    x = np.stack([read_rgb(p).transpose(2, 0, 1) for p in files])
     if not with_masks:
-        return x, None
-    masks = mask_dir or folder / split / "masks"
-    ys = []
-    for p in files:
-        m = masks / p.name
-        if not m.is_file():
-            raise DatasetFileError(f"{p}: no mask {m}")
-        y = np.asarray(Image.open(m))
-        if y.shape != x.shape[2:]:
-            raise DatasetFileError(f"{m}: mask is {y.shape[1]}x{y.shape[0]}, its image {x.shape[3]}x{x.shape[2]}")
-        ys.append(y)
-    return x, np.stack(ys).astype(np.uint8)
+        return stacked(read_image_folder(folder / split))
+    identity = {k: k for k in range(3)}  # rendered masks already hold our classes
+    return stacked(read_mask_folder(folder / split, identity, mask_dir))
 
 
 @dataclass
@@ -212,7 +203,7 @@ class Rebar2dConfig(DataConfig):
 
 @register(DATASETS, "rebar2d", Rebar2dConfig)
 def build_rebar2d_data(cfg: Rebar2dConfig) -> DomainData:
-    from data_tools.rebar2d import CLASSES, SHIFTS, SPLITS, VERSION, build_rebar2d
+    from data_tools.rebar2d import SHIFTS, SPLITS, VERSION, build_rebar2d
 
     cfg.validate()
     source, target = (cfg.source, cfg.target) if cfg.source else SHIFTS[cfg.shift]
@@ -275,15 +266,11 @@ class SegFilesConfig(DataConfig):
 
 
 def _read_split(cfg: SegFilesConfig, folder: Path, labeled: bool):
-    from data_tools.segmentation_files import read_coco, read_mask_folder, read_rgb
+    from data_tools.segmentation_files import read_coco, read_image_folder, read_mask_folder
 
     classes = cfg.classes or {0: 0, 1: 1, 2: 2}
     if not labeled:
-        files = sorted(p for p in (folder / "images").glob("*") if p.suffix.lower() in
-                       (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"))
-        if not files:
-            raise DatasetFileError(f"{folder / 'images'}: no images")
-        return resized([(read_rgb(p), None, p.stem) for p in files], cfg.size)
+        return resized(read_image_folder(folder), cfg.size)
     if cfg.coco:
         table = {(int(k) if str(k).isdigit() else k): int(v) for k, v in classes.items()}
         samples = read_coco(folder / "annotations.json", folder / "images", table)
