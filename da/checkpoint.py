@@ -23,12 +23,46 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the run; the message names the file."""
+
+
 def load(path: Path, device: torch.device | str = "cpu") -> dict:
     try:
         return torch.load(path, map_location=device, weights_only=False)
     except Exception as exc:
-        raise RuntimeError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}); "
-                           "delete it to restart the run from scratch") from None
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}); "
+                              "delete it to restart the run from scratch") from None
+
+
+# What a training checkpoint (checkpoints/last.pt) holds; best.pt and exported weights hold less.
+RESUME_KEYS = ("model", "optimizer", "scheduler", "scaler", "source_loader", "target_loader", "rng",
+               "step", "best_source_val", "sums", "count")
+
+
+def check_resumable(ckpt: object, path: Path) -> None:
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a training checkpoint (a {type(ckpt).__name__}, not a dict)")
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint (lacks {', '.join(missing)}); "
+                              "delete it to restart the run")
+
+
+def load_model_state(module: torch.nn.Module, state: dict, path: Path) -> None:
+    """load_state_dict that names the file and the first mismatching tensors; nothing is
+    loaded unless every tensor fits (never a silent partial load)."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state)
+                   if not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{path}: its model does not fit this run (missing {missing[:4]}, unexpected {unexpected[:4]}, "
+            f"other shapes {wrong[:4]}); it was written for another model or algorithm - delete it "
+            "to restart the run")
+    module.load_state_dict(state)
 
 
 def rng_state() -> dict:

@@ -36,7 +36,8 @@ def cmd_reproduce(args) -> int:
     from da.reproduce import command_line, reproduce
 
     reproduce(args.table, args.profile, args.seeds, Path(args.out), Path(args.runs), command_line(),
-              args.rows, args.finished_only, args.allow_dirty)
+              args.rows, args.finished_only, args.allow_dirty,
+              Path(args.carry) if args.carry else None)
     return 0
 
 
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="experiments/results", help="where TABLE.PROFILE.md/.json go")
     p.add_argument("--runs", default="runs", help="root of the run folders")
     p.add_argument("--rows", nargs="+", default=None, help="only rows matching these patterns (fnmatch)")
+    p.add_argument("--carry", default=None, metavar="RESULTS_JSON",
+                   help="with --finished-only: seeds with no finished run here take their metrics from "
+                        "this earlier results JSON (runs of another session); listed in the table")
     p.add_argument("--finished-only", action="store_true",
                    help="train nothing: tabulate the finished runs (-> NAME.PROFILE.partial.* if some are missing)")
     p.add_argument("--allow-dirty", action="store_true",
@@ -164,10 +168,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from da.config import ConfigError
+    from da.interrupt import TrainingInterrupted
+    from da.train import NonFiniteLossError
     from data_tools.splits import DatasetFileError
 
     try:
         return args.fn(args)
+    except TrainingInterrupted as exc:  # a checkpoint was written: the same command resumes
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 128 + exc.signum
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except (ConfigError, DatasetFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

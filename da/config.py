@@ -52,6 +52,7 @@ class OptimConfig:
     feature_lr_mult: float = 1.0  # lr multiplier of the feature extractor (e.g. 0.1 when pretrained)
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     amp: bool = False  # mixed precision (CUDA only; ignored on CPU)
+    amp_dtype: str = "bfloat16"  # bfloat16 (no loss scaling needed) | float16 (with a GradScaler)
 
 
 @dataclass
@@ -70,6 +71,15 @@ class TrainConfig:
     # (a new domain classifier, a teacher) start fresh. Read at step 0 only: a resumed
     # run continues from its own checkpoint.
     init_from: str = ""
+    # Speed switches; none changes what is computed beyond float rounding (all RUNTIME_KEYS
+    # of da.train: a resumed run may flip them). experiments/bench_runtime_switches.py
+    # measures each on this machine; all off by default because none helps on the CPU.
+    compile: bool = False  # torch.compile the feature extractor and task head (needs a C compiler)
+    channels_last: bool = False  # NHWC memory format for image models and batches
+    pin_memory: bool = False  # page-locked batches for faster host-to-GPU copies (CUDA only)
+    # Under torchrun: one BatchNorm statistic over all ranks' samples (CUDA only: torch's
+    # SyncBatchNorm has no CPU kernel). Off = per-rank statistics.
+    sync_batchnorm: bool = False
 
 
 @dataclass
@@ -163,6 +173,12 @@ def validate(cfg: Config, where: str = "config") -> None:
         raise ConfigError(f"{where}: optim.schedule must be one of {sorted(LR_SCHEDULES)}")
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:
         raise ConfigError(f"{where}: train.steps and train.batch_size must be >= 1")
+    if cfg.optim.amp_dtype not in ("bfloat16", "float16"):
+        raise ConfigError(f"{where}: optim.amp_dtype must be bfloat16 or float16, got '{cfg.optim.amp_dtype}'")
+    if cfg.train.num_workers < 0:
+        raise ConfigError(f"{where}: train.num_workers must be >= 0, got {cfg.train.num_workers}")
+    if not cfg.optim.lr > 0 or cfg.optim.weight_decay < 0 or cfg.optim.grad_clip < 0:
+        raise ConfigError(f"{where}: optim.lr must be > 0, optim.weight_decay and optim.grad_clip >= 0")
     if cfg.train.dtype not in ("float32", "float64"):
         raise ConfigError(f"{where}: train.dtype must be float32 or float64, got '{cfg.train.dtype}'")
     for key in ("eval_every", "checkpoint_every", "log_every"):

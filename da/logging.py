@@ -82,3 +82,13 @@ def read_results(run_dir: Path) -> list[dict]:
                 break
             raise ValueError(f"{path}: line {i + 1} is not JSON") from None
     return out
+
+
+class QuietLogger:
+    """RunLogger's interface, writing nothing: ranks > 0 of a torchrun job (only rank 0
+    logs, so TensorBoard and results.jsonl hold every point once)."""
+
+    def _nothing(self, *args, **kwargs) -> None:
+        return None
+
+    scalars = result = text = hparams = embedding = cloud = image = close = _nothing

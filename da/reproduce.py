@@ -257,8 +257,24 @@ def _picked_row(family: str, by: str, members: list[dict], picks: dict[int, str]
             "metrics": {k: summarise(v) for k, v in values.items()}}
 
 
-def select_rows(table: Table, rows: list[dict], device: str = "cpu",
-                cached_only: bool = False) -> tuple[list[dict], list[dict]]:
+def load_carry(path: Path) -> tuple[dict[str, dict], dict[tuple[str, int, str], float]]:
+    """(plain rows by name, validator scores by (grid point, seed, validator)) of a results JSON."""
+    try:
+        old = json.loads(Path(path).read_text())
+        rows = {r["name"]: r for r in old["rows"] if "selected_by" not in r}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--carry {path}: not a results JSON of da reproduce ({type(exc).__name__}: {exc})") from None
+    scores = {}
+    for rep in old.get("selection", []):
+        for g in rep["grid"]:
+            for v, summary in g["scores"].items():
+                for s, value in zip(rep["seeds"], summary["values"]):
+                    scores[(g["name"], int(s), v)] = value
+    return rows, scores
+
+
+def select_rows(table: Table, rows: list[dict], device: str = "cpu", cached_only: bool = False,
+                carried_scores: dict | None = None) -> tuple[list[dict], list[dict]]:
     """Unsupervised model selection over each grid row that declares `select`.
 
     cached_only (--finished-only): use scores already computed, train no reverse run;
@@ -285,6 +301,9 @@ def select_rows(table: Table, rows: list[dict], device: str = "cpu",
             for s in seeds:
                 path = Path(m["run_dirs"][m["seeds"].index(s)])
                 for v in validators:
+                    if not path.exists():  # a carried run: its score comes with it (or is missing)
+                        scores[v][m["name"]][s] = (carried_scores or {}).get((m["name"], s, v))
+                        continue
                     got = validate_run(path, v, device, cached_only)
                     scores[v][m["name"]][s] = None if got is None else got["score"]
         seeds = [s for s in seeds if all(scores[v][m["name"]][s] is not None for v in validators for m in done)]
@@ -370,6 +389,11 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
     if result.get("dirty_runs"):
         lines += ["", "**Trained partly from uncommitted code** (a run commit ends in `-dirty` or is "
                   "unknown): these numbers cannot be reproduced from any commit."]
+    if result.get("carried_runs"):
+        c = result["carried_runs"]
+        lines += ["", f"**Carried runs** (`--carry {c['from']}`): trained in an earlier session whose run "
+                  "folders are not on this disk; their per-seed metrics (and validator scores) are read "
+                  "from that file: " + ", ".join(c["runs"]) + "."]
     if result.get("missing_runs"):
         lines += ["", "**Partial table** (`--finished-only`): not run: " + ", ".join(result["missing_runs"]) + "."]
     adapted = any(r["role"] == "adapted" for r in result["rows"])
@@ -386,17 +410,24 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
 def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = None,
               out_dir: Path = Path("experiments/results"), runs_root: Path = Path("runs"),
               command: str | None = None, only_rows: list[str] | None = None,
-              finished_only: bool = False, allow_dirty: bool = False) -> dict:
+              finished_only: bool = False, allow_dirty: bool = False,
+              carry: Path | None = None) -> dict:
     """only_rows: fnmatch patterns; only matching rows run (e.g. to split a table over processes).
     finished_only: train nothing; tabulate the runs already done (a row keeps the seeds
     it has, rows with none are listed as missing) into NAME.PROFILE.partial.* when any
     run is missing.
     allow_dirty: train a non-quick profile from a tree with uncommitted changes anyway;
     the table says so. Without it such a table is refused: its numbers would come from
-    code nobody can check out."""
+    code nobody can check out.
+    carry (with finished_only): a results JSON written earlier (e.g. by another session,
+    whose runs/ folder is gone); a row's seed with no finished run here takes that file's
+    per-seed metrics (and validator scores, for model selection), and the table lists
+    every carried run with the commit it came from."""
     from fnmatch import fnmatch
 
     table = load_table(name)
+    if carry is not None and not finished_only:
+        raise ConfigError("--carry only tabulates (it needs --finished-only): runs it carries are not retrained")
     if profile not in table.profiles:
         raise ConfigError(f"{table.path}: no profile '{profile}'; profiles: {', '.join(table.profiles)}")
     git = git_state()
@@ -418,18 +449,32 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         raise ConfigError(f"{table.path}: profile {profile}'s row_seeds names unknown rows {unknown}")
     configs = {(row.name, s): row_config(table, profile, row, s, runs_root) for row in table.rows for s in seeds
                if s in own_seeds.get(row.name, seeds)}
+    old_rows, old_scores = load_carry(carry) if carry else ({}, {})
+    carried: list[str] = []
     rows, missing = [], []
     for row in table.rows:
         values: dict[str, list[float]] = {m: [] for m in table.metrics}
         commits = set()
         wanted = [s for s in seeds if s in own_seeds.get(row.name, seeds)]
-        row_seeds = [s for s in wanted if not finished_only
-                     or (run_dir(runs_root, table, profile, row, s) / "done").exists()]
+        on_disk = {s for s in wanted if (run_dir(runs_root, table, profile, row, s) / "done").exists()}
+        old = old_rows.get(row.name, {}).get("per_seed", {})
+        from_carry = {s for s in wanted if finished_only and s not in on_disk and str(s) in old}
+        row_seeds = [s for s in wanted if not finished_only or s in on_disk or s in from_carry]
         missing += [f"{row.name} seed {s}" for s in wanted if s not in row_seeds]
         if not row_seeds:
             continue
         per_seed = {}
+        run_dirs = []
         for seed in row_seeds:
+            if seed in from_carry:
+                per_seed[seed] = {m: old[str(seed)][m] for m in table.metrics}
+                for m in table.metrics:
+                    values[m].append(old[str(seed)][m])
+                commits.update(old_rows[row.name]["run_commits"])
+                run_dirs.append(f"carried from {carry}")
+                carried.append(f"{row.name} seed {seed}")
+                continue
+            run_dirs.append(str(run_dir(runs_root, table, profile, row, seed)))
             cfg = configs[(row.name, seed)]
             if row.init_from and not finished_only:  # its starting point first (skipped if done)
                 train(row_config(table, profile, all_rows[row.init_from], seed, runs_root))
@@ -447,10 +492,10 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         rows.append({"name": row.name, "algorithm": algorithm, "role": row.role, "baseline": row.baseline,
                      "oracle": row.oracle,
                      "seeds": row_seeds,
-                     "run_dirs": [str(run_dir(runs_root, table, profile, row, s)) for s in row_seeds],
+                     "run_dirs": run_dirs,
                      "run_commits": sorted(commits), "per_seed": per_seed,
                      "metrics": {m: summarise(v) for m, v in values.items()}})
-    picked, selection = select_rows(table, rows, cached_only=finished_only)
+    picked, selection = select_rows(table, rows, cached_only=finished_only, carried_scores=old_scores)
     rows += picked
     gap_closed(rows, table.primary_metric)
     result = {
@@ -464,6 +509,8 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         result["selection"] = selection
     if missing:
         result["missing_runs"] = missing
+    if carried:
+        result["carried_runs"] = {"from": str(carry), "runs": carried}
     if any(c.endswith("-dirty") or c == "unknown" for r in rows for c in r["run_commits"]):
         result["dirty_runs"] = True
     out_dir.mkdir(parents=True, exist_ok=True)

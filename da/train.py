@@ -11,29 +11,32 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
+import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from da import checkpoint
+from da import checkpoint, distributed
 from da.algorithms import Algorithm, build_algorithm
 from da.config import Config, ConfigError, load_config, run_dir_of, to_flat_dict, to_yaml
 from da.data import DomainData, build_data
 from da.data.loader import EndlessLoader
 from da.grl import LR_SCHEDULES
-from da.logging import RunLogger, read_results
+from da.interrupt import StopRequest, TrainingInterrupted
+from da.logging import QuietLogger, RunLogger, read_results
 from da.metrics import accuracy, confusion_matrix, mean_iou, per_class_iou, proxy_a_distance
 from da.models import build_model
-from da.provenance import provenance
+from da.provenance import git_state, provenance
 
 # Keys that change how a run executes, not what it computes: a resumed run may differ here.
-RUNTIME_KEYS = ("device", "train.progress_bar", "train.num_workers", "run_dir")
+RUNTIME_KEYS = ("device", "train.progress_bar", "train.num_workers", "run_dir", "train.compile",
+                "train.channels_last", "train.pin_memory")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -43,7 +46,10 @@ class NonFiniteLossError(RuntimeError):
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device={name!r} is not a device name (auto | cpu | cuda | cuda:N): {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name} asked for, but CUDA is not available here")
     return device
@@ -86,7 +92,7 @@ def build_run(cfg: Config, device: torch.device, data: DomainData | None = None)
     steps, alpha, beta = cfg.train.steps, cfg.optim.alpha, cfg.optim.beta
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: schedule(s / steps, alpha=alpha, beta=beta))
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp(cfg, device))
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler(cfg, device))
     return Run(cfg, device, data, algorithm, optimizer, scheduler, scaler)
 
 
@@ -94,15 +100,26 @@ def use_amp(cfg: Config, device: torch.device) -> bool:
     return cfg.optim.amp and device.type == "cuda"
 
 
+def use_scaler(cfg: Config, device: torch.device) -> bool:
+    """Loss scaling is for float16 only: bfloat16 has float32's exponent range."""
+    return use_amp(cfg, device) and cfg.optim.amp_dtype == "float16"
+
+
 # train.dtype: float64 exists to check that a result does not hinge on float32 rounding.
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device,
-              dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    """Moves a batch; floating inputs take the model's dtype (labels stay integers)."""
-    return {k: v.to(device, dtype=dtype if v.is_floating_point() else None, non_blocking=True)
-            for k, v in batch.items()}
+              dtype: torch.dtype = torch.float32, channels_last: bool = False) -> dict[str, torch.Tensor]:
+    """Moves a batch; floating inputs take the model's dtype (labels stay integers);
+    channels_last: 4-D float inputs (images) in NHWC memory format."""
+    out = {}
+    for k, v in batch.items():
+        v = v.to(device, dtype=dtype if v.is_floating_point() else None, non_blocking=True)
+        if channels_last and v.dim() == 4 and v.is_floating_point():
+            v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
 
 
 def model_dtype(module: torch.nn.Module) -> torch.dtype:
@@ -170,31 +187,37 @@ def evaluate(run: Run, step: int) -> dict[str, float]:
     return out
 
 
+def config_differences(saved: str | Path, cfg: Config) -> list[str]:
+    """The keys (dotted) whose values differ between a saved config - a config.yaml or its
+    text - and `cfg`, ignoring RUNTIME_KEYS. The saved config is resolved with today's code
+    first, so a key added since (at its default value, which computes what the old code
+    did) is no difference. Raises ConfigError if the saved config no longer loads."""
+    if isinstance(saved, Path):
+        old = load_config([saved])
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "config.yaml"
+            path.write_text(saved)
+            old = load_config([path])
+    a, b = to_flat_dict(old), to_flat_dict(cfg)
+    skip = set(RUNTIME_KEYS)
+    return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
+
+
 def check_run_dir(run_dir: Path, cfg: Config) -> None:
-    """A folder holds one config: refuse to resume a run whose settings changed.
-
-    The saved config is resolved with today's code first, so a key added since (at its
-    default value, which computes what the old code did) is no difference."""
-    from da.config import load_config
-
+    """A folder holds one config: refuse to resume a run whose settings changed."""
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return
     try:
-        old = OmegaConf.create(to_yaml(load_config([saved])))
+        changed = config_differences(saved, cfg)
     except ConfigError as exc:
         raise ConfigError(f"{run_dir} holds a run whose config no longer loads ({exc}); choose another "
                           "name= / run_dir=, or delete the folder to start over") from None
-    new = OmegaConf.create(to_yaml(cfg))
-    for key in RUNTIME_KEYS:
-        for node in (old, new):
-            parent, _, leaf = key.rpartition(".")
-            target = OmegaConf.select(node, parent) if parent else node
-            if target is not None and leaf in target:
-                target[leaf] = None
-    if old != new:
-        raise ConfigError(f"{run_dir} holds a run with a different config ({saved}); "
-                          "choose another name= / run_dir=, or delete the folder to start over")
+    if changed:
+        raise ConfigError(f"{run_dir} holds a run with a different config ({saved}; differs in "
+                          f"{', '.join(changed[:6])}); choose another name= / run_dir=, or delete the "
+                          "folder to start over")
 
 
 class Trainer:
@@ -204,70 +227,136 @@ class Trainer:
         self.cfg = cfg
         self.data = data
         self.run_dir = run_dir_of(cfg)
-        self.device = resolve_device(cfg.device)
+        device = resolve_device(cfg.device)
+        self.world = distributed.init_world(device.type)
+        if self.world.active and device.type == "cuda":  # one GPU per process
+            device = torch.device("cuda", self.world.local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        self.warnings: list[str] = []
 
     def fit(self, stop_after: int | None = None) -> Path:
         """Train to cfg.train.steps (resuming from checkpoints/last.pt if present).
 
         stop_after: return right after that many steps *without* a final checkpoint, as a
         killed process would (used by the resume tests).
+        SIGTERM / SIGINT: the step in flight finishes, a checkpoint is written, and
+        TrainingInterrupted is raised (da.interrupt).
         """
-        cfg, run_dir = self.cfg, self.run_dir
+        cfg, run_dir, world = self.cfg, self.run_dir, self.world
         check_run_dir(run_dir, cfg)  # before the done check: a stale finished run is not reused
-        if (run_dir / "done").exists():
-            print(f"{run_dir}: already done")
+        if distributed.broadcast(world, (run_dir / "done").exists() if world.main else None):
+            if world.main:
+                print(f"{run_dir}: already done")
             return run_dir
         text = to_yaml(cfg)
-        print(f"run folder: {run_dir}\n{text}", flush=True)
+        if world.main:
+            print(f"run folder: {run_dir}\n{text}", flush=True)
+        if not world.main:  # rank 0 builds (and caches) the data first: no two writers of one cache
+            distributed.barrier(world)
         run = build_run(cfg, self.device, self.data)  # before config.yaml: a config that cannot build leaves no folder
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(text)
-        source = EndlessLoader(run.data.source_train, cfg.train.batch_size, cfg.seed, True,
-                               cfg.train.num_workers)
-        target = (EndlessLoader(run.data.target_train, cfg.train.batch_size, cfg.seed + 7919, True,
-                                cfg.train.num_workers) if run.algorithm.uses_target else None)
+        if world.main:
+            distributed.barrier(world)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(text)
+        loader = dict(num_workers=cfg.train.num_workers, rank=world.rank, world=world.size,
+                      pin_memory=cfg.train.pin_memory and self.device.type == "cuda")
+        source = EndlessLoader(run.data.source_train, cfg.train.batch_size, cfg.seed, True, **loader)
+        target = (EndlessLoader(run.data.target_train, cfg.train.batch_size, cfg.seed + 7919, True, **loader)
+                  if run.algorithm.uses_target else None)
         state = {"step": 0, "best_source_val": -1.0, "sums": {}, "count": 0}
         last = run_dir / "checkpoints" / "last.pt"
-        if last.exists():
+        # Rank 0 reads the checkpoint and hands it to every rank: no shared disk needed.
+        ckpt = distributed.broadcast(world, checkpoint.load(last, "cpu") if world.main and last.exists() else None)
+        if ckpt is not None:
             # Loaded on the CPU: RNG states must stay CPU byte tensors; load_state_dict moves
             # model and optimiser state to the parameters' device.
-            state = self._restore(run, source, target, checkpoint.load(last, "cpu"))
-            print(f"resuming from {last} at step {state['step']}", flush=True)
-        else:  # a fresh start: drop what a run killed before its first checkpoint logged
-            for leftover in ("tb", "results.jsonl", "checkpoints/best.pt"):
+            state = self._restore(run, source, target, ckpt, last)
+            if world.main:
+                print(f"resuming from {last} at step {state['step']}", flush=True)
+        elif world.main:  # a fresh start: drop what a run killed before its first checkpoint logged
+            for leftover in ("tb", "results.jsonl", "checkpoints/best.pt", "warnings.txt"):
                 path = run_dir / leftover
                 if path.is_dir():
                     shutil.rmtree(path)
                 else:
                     path.unlink(missing_ok=True)
             prov = provenance(cfg.seed, getattr(cfg.data, "data_seed", None), self.device)
+            if world.active:
+                prov["distributed"] = {"world_size": world.size, "backend": world.backend}
             if cfg.train.init_from:
                 prov["init_from"] = str(checkpoint.init_weights(run.algorithm, cfg.train.init_from))
             (run_dir / "provenance.json").write_text(json.dumps(prov, indent=2))
+        if ckpt is None and cfg.train.init_from and not world.main:  # the same start on every rank
+            checkpoint.init_weights(run.algorithm, cfg.train.init_from)
+        self._speed_switches(run)
+        step_module = self._step_module(run)
 
-        log = RunLogger(run_dir, state["step"])
-        if state["step"] == 0:
+        log = RunLogger(run_dir, state["step"]) if world.main else QuietLogger()
+        if state["step"] == 0 and world.main:
             log.text("config", text)
             log.text("provenance", (run_dir / "provenance.json").read_text())
+        for message in self.warnings:
+            log.text("warning", message)
         try:
-            finished = self._loop(run, source, target, state, log, last, stop_after)
+            with StopRequest() as stop:
+                finished = self._loop(run, step_module, source, target, state, log, last, stop_after, stop)
             if finished:
-                self._finish(run, log)
+                self._check_replicas(run)
+                if world.main:
+                    self._finish(run, log)
         finally:
             log.close()
+        distributed.barrier(world)
         return run_dir
 
-    def _loop(self, run: Run, source, target, state, log: RunLogger, last: Path,
-              stop_after: int | None) -> bool:
-        cfg = self.cfg
+    def _speed_switches(self, run: Run) -> None:
+        cfg = self.cfg.train
+        if cfg.channels_last:
+            run.algorithm.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            # In place (nn.Module.compile): state_dict keys stay those of the plain modules,
+            # so checkpoints of compiled and plain runs are interchangeable.
+            run.algorithm.feature_extractor.compile()
+            run.algorithm.task_head.compile()
+
+    def _step_module(self, run: Run):
+        """What a training step calls: the algorithm's losses, wrapped in
+        DistributedDataParallel under torchrun (algorithms that update no parameter, like
+        AdaBN, run unwrapped: DDP needs a backward after every forward)."""
+        world = self.world
+        if not world.active or not run.algorithm.updates_parameters:
+            return run.algorithm.losses
+        from torch.nn.parallel import DistributedDataParallel
+
+        module = distributed.LossModule(run.algorithm)
+        if self.cfg.train.sync_batchnorm:
+            if self.device.type != "cuda":
+                raise ConfigError("train.sync_batchnorm=true needs CUDA (torch's SyncBatchNorm has no CPU "
+                                  "kernel); on the CPU the ranks keep per-rank BatchNorm statistics")
+            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            run.algorithm = module.algorithm
+        # find_unused_parameters: a domain classifier sits idle in source-only steps of
+        # some algorithms, and a teacher has no gradient at all.
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        ddp = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+        return ddp
+
+    def _loop(self, run: Run, step_module, source, target, state, log, last: Path,
+              stop_after: int | None, stop: StopRequest) -> bool:
+        cfg, world = self.cfg, self.world
         steps = cfg.train.steps
         amp = use_amp(cfg, self.device)
-        autocast = torch.autocast(self.device.type, dtype=torch.float16) if amp else nullcontext()
-        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        autocast = (torch.autocast(self.device.type, dtype=getattr(torch, cfg.optim.amp_dtype)) if amp
+                    else nullcontext())
+        # Per loss term, the first step at which it was non-finite (-1: never). Kept on the
+        # device and read only when we sync anyway (logging, evaluation, checkpoints).
+        first_bad: dict[str, torch.Tensor] = {}
         dtype = DTYPES[cfg.train.dtype]
+        channels_last = cfg.train.channels_last
         sums, count = state["sums"], state["count"]
         run.algorithm.train()
-        bar = tqdm(total=steps, initial=state["step"], disable=not cfg.train.progress_bar,
+        bar = tqdm(total=steps, initial=state["step"], disable=not (cfg.train.progress_bar and world.main),
                    dynamic_ncols=True, file=sys.stdout)
         start = state["step"]
         for step in range(start, steps):
@@ -275,10 +364,10 @@ class Trainer:
                 bar.close()
                 return False
             progress = step / steps
-            src = to_device(next(source), self.device, dtype)
-            tgt = to_device(next(target), self.device, dtype) if target is not None else None
+            src = to_device(next(source), self.device, dtype, channels_last)
+            tgt = to_device(next(target), self.device, dtype, channels_last) if target is not None else None
             with autocast:
-                losses = run.algorithm.losses(src, tgt, progress)
+                losses = step_module(src, tgt, progress)
             total = losses["total"]
             if run.algorithm.updates_parameters:
                 run.optimizer.zero_grad(set_to_none=True)
@@ -288,9 +377,13 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(run.algorithm.parameters(), cfg.optim.grad_clip)
                 run.scaler.step(run.optimizer)
                 run.scaler.update()
-            nonfinite |= ~torch.isfinite(total.detach())  # checked when we sync anyway
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().float()
+                v = v.detach()
+                bad = first_bad.get(k)
+                if bad is None:
+                    bad = first_bad[k] = torch.full((), -1, dtype=torch.long, device=v.device)
+                first_bad[k] = torch.where((bad < 0) & ~torch.isfinite(v), step + 1, bad)
+                sums[k] = sums.get(k, 0.0) + v.float()
             count += 1
             lr = run.optimizer.param_groups[-1]["lr"]
             if run.algorithm.updates_parameters:  # no optimiser step, no schedule step
@@ -299,26 +392,56 @@ class Trainer:
             bar.update(1)
 
             if done_steps % cfg.train.log_every == 0 or done_steps == steps:
-                self._check_finite(nonfinite, done_steps, last)
-                means = {k: float(v / count) for k, v in sums.items()}
+                self._check_finite(first_bad, done_steps, last)
+                means = {k: float(v / count) for k, v in distributed.mean_over_ranks(world, sums).items()}
                 log.scalars("train", {**means, "lr": lr}, done_steps)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in means.items() if k != "lambda"})
                 sums, count = {}, 0
             if done_steps % cfg.train.eval_every == 0 or done_steps == steps:
-                self._check_finite(nonfinite, done_steps, last)  # never evaluate a NaN model
-                self._evaluate(run, done_steps, log, state)
-            if done_steps % cfg.train.checkpoint_every == 0 or done_steps == steps:
-                self._check_finite(nonfinite, done_steps, last)
+                self._check_finite(first_bad, done_steps, last)  # never evaluate a NaN model
+                if world.main:
+                    self._evaluate(run, done_steps, log, state)
+                state["best_source_val"] = distributed.broadcast(world, state["best_source_val"])
+            stopping = distributed.any_rank(world, stop.signum is not None, self.device)
+            if done_steps % cfg.train.checkpoint_every == 0 or done_steps == steps or stopping:
+                self._check_finite(first_bad, done_steps, last)
                 state.update(step=done_steps, sums=sums, count=count)
                 self._save(run, source, target, state, last)
+            if stopping and done_steps < steps:
+                bar.close()
+                signum = stop.signum if stop.signum is not None else signal.SIGTERM
+                raise TrainingInterrupted(int(signum), done_steps, str(last))
         bar.close()
         return True
 
-    def _check_finite(self, flag: torch.Tensor, step: int, last: Path) -> None:
-        if bool(flag):
-            raise NonFiniteLossError(
-                f"non-finite loss at or before step {step}; the last good checkpoint ({last}) was "
-                "kept. Lower optim.lr, set optim.grad_clip, or check the data for NaN.")
+    def _check_finite(self, first_bad: dict[str, torch.Tensor], step: int, last: Path) -> None:
+        """Stops the run at the first non-finite loss, naming the step and the loss term;
+        nothing is saved after it, so checkpoints/last.pt stays the last good state."""
+        at = {k: int(v) for k, v in first_bad.items()}
+        bad = {k: s for k, s in at.items() if s >= 0}
+        if not bad:
+            return
+        first = min(bad.values())
+        terms = [k for k, s in sorted(bad.items(), key=lambda kv: (kv[1], kv[0] == "total", kv[0]))]
+        kept = f"the last good checkpoint ({last}) was kept" if last.exists() else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"{self.run_dir}: non-finite loss at step {first} in term '{terms[0]}' (non-finite terms, "
+            f"with the first step each: {', '.join(f'{k}@{bad[k]}' for k in terms)}); {kept}. Lower "
+            "optim.lr, set optim.grad_clip, or check the data for NaN.")
+
+    def _check_replicas(self, run: Run) -> None:
+        """Under torchrun: every rank must end with bit-identical parameters (DDP's
+        contract). Rank 0 records the digests in distributed.json; a mismatch is an error."""
+        world = self.world
+        if not world.active:
+            return
+        digests = distributed.gather(world, distributed.parameter_digest(run.algorithm))
+        if world.main:
+            (self.run_dir / "distributed.json").write_text(json.dumps({
+                "world_size": world.size, "backend": world.backend, "parameter_digests": digests,
+                "in_sync": len(set(digests)) == 1}, indent=2) + "\n")
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"{self.run_dir}: ranks ended with different parameters ({digests})")
 
     def _evaluate(self, run: Run, step: int, log: RunLogger, state: dict) -> None:
         metrics = evaluate(run, step)
@@ -336,6 +459,11 @@ class Trainer:
                                    self.run_dir / "checkpoints" / "best.pt")
 
     def _save(self, run: Run, source, target, state: dict, last: Path) -> None:
+        # Every rank's RNG state (dropout, domain-row sampling differ per rank), so each
+        # resumes its own stream; collective, so every rank calls it; rank 0 writes.
+        rngs = distributed.gather(self.world, checkpoint.rng_state())
+        if not self.world.main:
+            return
         checkpoint.save_atomic({
             "model": run.algorithm.state_dict(),
             "optimizer": run.optimizer.state_dict(),
@@ -343,25 +471,59 @@ class Trainer:
             "scaler": run.scaler.state_dict(),
             "source_loader": source.state_dict(),
             "target_loader": target.state_dict() if target is not None else None,
-            "rng": checkpoint.rng_state(),
+            "rng": rngs[0],
+            "rng_ranks": rngs,
             "step": state["step"],
             "best_source_val": state["best_source_val"],
             "sums": state["sums"],
             "count": state["count"],
+            "config": to_yaml(self.cfg),
+            "git_commit": git_state()["commit"],
         }, last)
 
-    def _restore(self, run: Run, source, target, ckpt: dict) -> dict:
-        run.algorithm.load_state_dict(ckpt["model"])
-        run.optimizer.load_state_dict(ckpt["optimizer"])
-        run.scheduler.load_state_dict(ckpt["scheduler"])
-        run.scaler.load_state_dict(ckpt["scaler"])
-        source.load_state_dict(ckpt["source_loader"])
-        if target is not None:
-            target.load_state_dict(ckpt["target_loader"])
-        checkpoint.set_rng_state(ckpt["rng"])
+    def _restore(self, run: Run, source, target, ckpt: dict, path: Path) -> dict:
+        checkpoint.check_resumable(ckpt, path)
+        saved_cfg = ckpt.get("config")
+        if saved_cfg is not None and config_differences(saved_cfg, self.cfg):
+            raise checkpoint.CheckpointError(
+                f"{path}: written by a run with another config (differs in "
+                f"{', '.join(config_differences(saved_cfg, self.cfg)[:6])}); it does not belong to "
+                f"{self.run_dir} - delete it to restart the run")
+        checkpoint.load_model_state(run.algorithm, ckpt["model"], path)
+        try:
+            run.optimizer.load_state_dict(ckpt["optimizer"])
+            run.scheduler.load_state_dict(ckpt["scheduler"])
+            run.scaler.load_state_dict(ckpt["scaler"])
+            source.load_state_dict(ckpt["source_loader"])
+            if target is not None:
+                target.load_state_dict(ckpt["target_loader"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise checkpoint.CheckpointError(f"{path}: optimiser / loader state does not fit this run "
+                                             f"({type(exc).__name__}: {exc})") from None
+        rngs = ckpt.get("rng_ranks") or [ckpt["rng"]]
+        if len(rngs) == self.world.size:
+            checkpoint.set_rng_state(rngs[self.world.rank])
+        else:  # another world size: the data order still resumes exactly, dropout does not
+            checkpoint.set_rng_state(rngs[0])
+            if self.world.rank:
+                torch.manual_seed(self.cfg.seed * 1000 + self.world.rank)
+            self._warn(f"{path}: saved by {len(rngs)} process(es), resumed by {self.world.size}: "
+                       "the data order resumes exactly, per-rank random streams do not")
+        commit, now = ckpt.get("git_commit"), git_state()["commit"]
+        if commit and commit != now:
+            self._warn(f"{path}: written by commit {commit[:12]}, resumed by {now[:12]}: the rest of "
+                       "this run comes from other code (a cut-off session's run goes on)")
         state = {k: ckpt[k] for k in ("step", "best_source_val", "count")}
         state["sums"] = {k: v.to(self.device) for k, v in ckpt["sums"].items()}
         return state
+
+    def _warn(self, message: str) -> None:
+        """Printed, kept for TensorBoard's text tab, and appended to the run's warnings.txt."""
+        self.warnings.append(message)
+        if self.world.main:
+            print(f"warning: {message}", flush=True)
+            with open(self.run_dir / "warnings.txt", "a") as f:
+                f.write(message + "\n")
 
     def _finish(self, run: Run, log: RunLogger) -> None:
         results = read_results(self.run_dir)

@@ -163,6 +163,26 @@ def test_finished_only_tabulates_what_is_done_and_trains_nothing(table, tmp_path
     md = (out / "tiny.quick.partial.md").read_text()
     assert "Partial table" in md and "| dann_lr0.1 | dann | 0 |" in md
 
+    # Another session: runs/ lost one run; --carry takes its numbers from the earlier table.
+    import shutil
+
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text((out / "tiny.quick.partial.json").read_text())
+    before = {r["name"]: r["per_seed"] for r in result["rows"]}
+    shutil.rmtree(runs / "tables/tiny/quick/source_only/seed1")
+    assert main(base + ["--finished-only"]) == 0
+    lost = json.loads((out / "tiny.quick.partial.json").read_text())
+    assert {r["name"]: r["seeds"] for r in lost["rows"]}["source_only"] == [0]
+    assert main(base + ["--finished-only", "--carry", str(earlier)]) == 0
+    again = json.loads((out / "tiny.quick.partial.json").read_text())
+    rows = {r["name"]: r for r in again["rows"]}
+    assert rows["source_only"]["seeds"] == [0, 1]
+    assert rows["source_only"]["per_seed"]["1"] == before["source_only"]["1"]
+    assert rows["source_only"]["per_seed"]["0"] == before["source_only"]["0"]  # from disk, same run
+    assert again["carried_runs"]["runs"] == ["source_only seed 1"]
+    assert "Carried runs" in (out / "tiny.quick.partial.md").read_text()
+    assert main(base + ["--carry", str(earlier)]) == 2  # carrying while training is refused
+
 
 INIT_TABLE = """
 description: a row that starts from another row's runs
