@@ -386,8 +386,8 @@ def _read_pcd(path: Path) -> PointCloud:
     try:
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
             pc = o3d.t.io.read_point_cloud(source)
-    except RuntimeError as exc:
-        raise DatasetFileError(f"{source}: Open3D cannot read it ({exc})") from None
+    except (RuntimeError, UnicodeDecodeError) as exc:  # non-UTF-8 header bytes: found by data_tools.fuzz
+        raise DatasetFileError(f"{source}: Open3D cannot read it ({type(exc).__name__}: {exc})") from None
     data = path.read_bytes()
     declared, kind, body = _pcd_header(data)
     if pc.is_empty() or "positions" not in pc.point:

@@ -145,6 +145,22 @@ def read_ifc(path: str | Path, role_map: Mapping[str, str | None] | None = None,
         model = ifcopenshell.open(str(path))
     except Exception as exc:  # ifcopenshell.Error, OSError, RuntimeError from the parser
         raise DatasetFileError(f"{path}: not a readable IFC file ({type(exc).__name__}: {exc})") from None
+    try:
+        return _scene_from_model(model, path, roles, patterns, name_patterns is not None, allow_no_rebar,
+                                 default_role)
+    except DatasetFileError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RuntimeError) as exc:
+        # A file that parses but whose entities are broken (found by data_tools.fuzz: a
+        # truncated reference, a point with the wrong arity) fails deep in ifcopenshell.
+        raise DatasetFileError(f"{path}: corrupt IFC model ({type(exc).__name__}: {exc})") from None
+
+
+def _scene_from_model(model, path: Path, roles, patterns, patterns_given: bool, allow_no_rebar: bool,
+                      default_role: str) -> IfcScene:
+    import ifcopenshell.geom
+    import ifcopenshell.util.unit
+
     if not model.by_type("IfcProject"):
         raise DatasetFileError(f"{path}: not an IFC model (no IfcProject; schema {model.schema})")
     scale = float(ifcopenshell.util.unit.calculate_unit_scale(model))
@@ -162,7 +178,7 @@ def read_ifc(path: str | Path, role_map: Mapping[str, str | None] | None = None,
     scene = IfcScene(bars=[], context=[], element="ifc", seed=0)
     skipped: list[str] = []
     for el in rebar_elements:
-        role = _bar_role(el, roles, patterns, name_patterns is not None, default_role)
+        role = _bar_role(el, roles, patterns, patterns_given, default_role)
         material = _bar_material(el)
         kind = _bar_kind(el)
         swept = _swept_bars(el, scale, curve_settings)
