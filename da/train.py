@@ -444,6 +444,8 @@ class Trainer:
             raise RuntimeError(f"{self.run_dir}: ranks ended with different parameters ({digests})")
 
     def _evaluate(self, run: Run, step: int, log: RunLogger, state: dict) -> None:
+        if not self.cfg.train.progress_bar:  # a 3D evaluation takes minutes: say what is going on
+            print(f"evaluating at step {step}", flush=True)
         metrics = evaluate(run, step)
         log.result(metrics)
         log.scalars("val", {k: v for k, v in metrics.items() if k != "step"}, step)

@@ -164,6 +164,13 @@ def read_coco(annotations: str | Path, images_dir: str | Path,
         raise DatasetFileError(f"{annotations}: not a readable COCO JSON ({type(exc).__name__}: {exc})") from None
     except (KeyError, TypeError):
         raise DatasetFileError(f"{annotations}: a COCO file needs 'images', 'annotations' and 'categories'") from None
+    for kind, entries in (("images", images), ("annotations", anns), ("categories", cats)):
+        # Entries without an id, or not objects at all (found by data_tools.fuzz).
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise DatasetFileError(f"{annotations}: '{kind}' must be a list of objects")
+    missing_id = [c for c in cats if "id" not in c]
+    if missing_id:
+        raise DatasetFileError(f"{annotations}: a category without an 'id': {str(missing_id[0])[:80]}")
     ours = {}
     for c in cats:
         cls = table.get(c.get("name"), table.get(c.get("id")))
