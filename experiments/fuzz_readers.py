@@ -53,7 +53,9 @@ def run_reader(name: str, cases: int, timeout: float) -> dict:
                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         current, hung = None, False
         while True:  # a hang: a case started and not finished within --timeout seconds
-            ready, _, _ = select.select([proc.stdout], [], [], timeout)
+            # Between cases (start-up, writing the seed file) the child may take longer on a
+            # loaded machine; only a case in flight past --timeout is a hang.
+            ready, _, _ = select.select([proc.stdout], [], [], timeout if current else 10 * timeout)
             if not ready:
                 proc.kill()
                 hung = True
@@ -76,8 +78,10 @@ def run_reader(name: str, cases: int, timeout: float) -> dict:
             counts[what] += 1
             findings.append({**current, "outcome": what, "detail": f"exit code {rc}"})
             start = current["i"] + 1
-        elif rc != 0 and start < cases:
-            raise RuntimeError(f"{name}: child failed outside a case (exit code {rc})")
+        elif rc != 0 and start < cases:  # died between cases: say so, go on with the next
+            counts["child_died_between_cases"] += 1
+            findings.append({"i": start, "outcome": "child_died_between_cases", "detail": f"exit code {rc}"})
+            start += 1
     return {"reader": name, "cases": cases, "counts": dict(counts), "kinds": dict(kinds),
             "findings": findings, "seconds": round(time.time() - t0, 1)}
 
