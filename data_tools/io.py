@@ -132,6 +132,8 @@ def read_cloud(path: str | Path) -> PointCloud:
         cloud = reader(path)
     except OSError as exc:  # permissions, I/O errors: still one exception type for the CLI
         raise DatasetFileError(f"{path}: cannot read ({exc})") from None
+    except MemoryError as exc:  # a corrupt header declaring billions of points (data_tools.fuzz, PCD)
+        raise DatasetFileError(f"{path}: corrupt header: it declares more data than fits in memory ({exc})") from None
     cloud.validate(str(path))
     return cloud
 
@@ -459,11 +461,37 @@ def _require_laz_backend(path: Path) -> None:
             "(pip install lazrs, or laszip); use .las for uncompressed files")
 
 
+def _check_las_header(data: bytes, source: str, compressed: bool) -> None:
+    """The LAS public header's sizes against the file's length, before laspy reads it:
+    data_tools.fuzz found mutated headers on which laspy.read never returns."""
+    import struct
+
+    if len(data) < 227 or data[:4] != b"LASF":
+        raise DatasetFileError(f"{source}: not a LAS file (no 'LASF' signature / header shorter than 227 bytes)")
+    minor = data[25]
+    header_size, offset, n_vlrs = struct.unpack_from("<HII", data, 94)
+    record_length = struct.unpack_from("<H", data, 105)[0]
+    count = struct.unpack_from("<I", data, 107)[0]
+    if minor >= 4 and len(data) >= 375:
+        first_evlr, n_evlrs, count14 = struct.unpack_from("<QIQ", data, 235)
+        count = count14 or count
+        if n_evlrs and (first_evlr > len(data) or n_evlrs * 60 > len(data) - first_evlr):
+            raise DatasetFileError(f"{source}: corrupt LAS header ({n_evlrs} extended VLRs at byte "
+                                   f"{first_evlr} of a {len(data)}-byte file)")
+    if not (227 <= header_size <= offset <= len(data)) or n_vlrs * 54 > offset - header_size:
+        raise DatasetFileError(f"{source}: corrupt LAS header (header {header_size} bytes, points at byte "
+                               f"{offset}, {n_vlrs} VLRs, file {len(data)} bytes)")
+    if not compressed and count * record_length > len(data) - offset:
+        raise DatasetFileError(f"{source}: truncated LAS: header declares {count} points of {record_length} "
+                               f"bytes, the file holds {len(data) - offset} bytes of point data")
+
+
 def _read_las(path: Path) -> PointCloud:
     import laspy
 
     source = str(path)
     _require_laz_backend(path)
+    _check_las_header(path.read_bytes(), source, path.suffix.lower() == ".laz")
     try:
         las = laspy.read(source)
     except Exception as exc:  # LaspyException, ValueError on a short buffer, backend errors
