@@ -50,7 +50,7 @@ def run_reader(name: str, cases: int, timeout: float) -> dict:
     start, t0 = 0, time.time()
     while start < cases:
         proc = subprocess.Popen([sys.executable, __file__, "--child", name, str(start), str(cases)],
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
         current, hung = None, False
         while True:  # a hang: a case started and not finished within --timeout seconds
             # Between cases (start-up, writing the seed file) the child may take longer on a
@@ -60,10 +60,12 @@ def run_reader(name: str, cases: int, timeout: float) -> dict:
                 proc.kill()
                 hung = True
                 break
+            # Unbuffered (bufsize=0): a line already read into a buffer would be invisible to
+            # select() and look like a hang.
             line = proc.stdout.readline()
             if not line:
                 break
-            rec = json.loads(line)
+            rec = json.loads(line.decode())
             if rec.get("started"):
                 current = rec
                 continue
@@ -108,8 +110,13 @@ def main() -> int:
         print(f"| {name} | {r['cases']} | {c.get('loaded', 0)} | {c.get('clear_error', 0)} | "
               f"{c.get('other_error', 0)} | {c.get('garbage', 0)} | {c.get('crash', 0)} | {c.get('hang', 0)} | {r['seconds']} |",
               flush=True)
-    Path(args.out).write_text(json.dumps({"command": "python " + " ".join(sys.argv), "results": results},
-                                         indent=2) + "\n")
+    out = Path(args.out)
+    # A run over some readers replaces their entries and keeps the others'.
+    kept = json.loads(out.read_text())["results"] if out.exists() else []
+    merged = {r["reader"]: r for r in kept}
+    for r in results:
+        merged[r["reader"]] = {**r, "command": "python " + " ".join(sys.argv)}
+    out.write_text(json.dumps({"results": [merged[k] for k in sorted(merged)]}, indent=2) + "\n")
     return 0
 
 
