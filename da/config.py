@@ -133,7 +133,7 @@ def resolve(raw: DictConfig, where: str = "config") -> Config:
         if node is not None and not isinstance(node, DictConfig):
             raise ConfigError(f"{where}: '{section}' must be a mapping, got {node!r}")
         name = node.get("name", base.name) if node is not None else base.name
-        if name not in registry:
+        if not isinstance(name, str) or name not in registry:  # a list for a name: found by config fuzzing
             raise ConfigError(
                 f"{where}: unknown {section}.name '{name}'; registered: {', '.join(sorted(registry))}"
             )

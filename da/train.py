@@ -234,6 +234,7 @@ class Trainer:
             torch.cuda.set_device(device)
         self.device = device
         self.warnings: list[str] = []
+        self.commit = git_state()["commit"]  # once: saved in every checkpoint, compared on resume
 
     def fit(self, stop_after: int | None = None) -> Path:
         """Train to cfg.train.steps (resuming from checkpoints/last.pt if present).
@@ -334,13 +335,13 @@ class Trainer:
             if self.device.type != "cuda":
                 raise ConfigError("train.sync_batchnorm=true needs CUDA (torch's SyncBatchNorm has no CPU "
                                   "kernel); on the CPU the ranks keep per-rank BatchNorm statistics")
+            # In place below the wrapper; the new layers keep the same Parameter objects,
+            # so the optimiser built on them still holds them.
             module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
-            run.algorithm = module.algorithm
         # find_unused_parameters: a domain classifier sits idle in source-only steps of
         # some algorithms, and a teacher has no gradient at all.
         ids = [self.device.index] if self.device.type == "cuda" else None
-        ddp = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
-        return ddp
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
 
     def _loop(self, run: Run, step_module, source, target, state, log, last: Path,
               stop_after: int | None, stop: StopRequest) -> bool:
@@ -480,17 +481,16 @@ class Trainer:
             "sums": state["sums"],
             "count": state["count"],
             "config": to_yaml(self.cfg),
-            "git_commit": git_state()["commit"],
+            "git_commit": self.commit,
         }, last)
 
     def _restore(self, run: Run, source, target, ckpt: dict, path: Path) -> dict:
         checkpoint.check_resumable(ckpt, path)
-        saved_cfg = ckpt.get("config")
-        if saved_cfg is not None and config_differences(saved_cfg, self.cfg):
+        changed = config_differences(ckpt["config"], self.cfg) if "config" in ckpt else []
+        if changed:
             raise checkpoint.CheckpointError(
-                f"{path}: written by a run with another config (differs in "
-                f"{', '.join(config_differences(saved_cfg, self.cfg)[:6])}); it does not belong to "
-                f"{self.run_dir} - delete it to restart the run")
+                f"{path}: written by a run with another config (differs in {', '.join(changed[:6])}); it "
+                f"does not belong to {self.run_dir} - delete it to restart the run")
         checkpoint.load_model_state(run.algorithm, ckpt["model"], path)
         try:
             run.optimizer.load_state_dict(ckpt["optimizer"])
@@ -511,7 +511,7 @@ class Trainer:
                 torch.manual_seed(self.cfg.seed * 1000 + self.world.rank)
             self._warn(f"{path}: saved by {len(rngs)} process(es), resumed by {self.world.size}: "
                        "the data order resumes exactly, per-rank random streams do not")
-        commit, now = ckpt.get("git_commit"), git_state()["commit"]
+        commit, now = ckpt.get("git_commit"), self.commit
         if commit and commit != now:
             self._warn(f"{path}: written by commit {commit[:12]}, resumed by {now[:12]}: the rest of "
                        "this run comes from other code (a cut-off session's run goes on)")

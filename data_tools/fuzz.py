@@ -162,8 +162,7 @@ READERS: dict[str, Reader] = {r.name: r for r in [
     Reader("mask", ".png", _mask_seed, _read_mask, _sane_pairs),
     Reader("coco", ".json", _coco_seed, _read_coco, _sane_pairs),
     Reader("digits_idx", ".gz", _idx_seed, _read_idx, lambda a: a.size > 0),
-    Reader("obj_mesh", ".obj", _mesh_seed, _read_mesh, lambda m: len(m.triangles) > 0 if hasattr(m, "triangles")
-           else bool(m)),
+    Reader("obj_mesh", ".obj", _mesh_seed, _read_mesh, lambda m: len(m.triangles) > 0),
 ]}
 
 
@@ -187,9 +186,10 @@ def mutate(seed: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
     if kind == "splice":  # a block repeated or cut out of the middle
         i, j = sorted(int(x) for x in rng.integers(0, n, 2))
         return kind, bytes(data[:i] + data[i:j] * int(rng.integers(0, 3)) + data[j:])
-    if kind == "zero_run":
+    if kind == "zero_run":  # up to 63 bytes zeroed in place
         i = int(rng.integers(n))
-        data[i : i + int(rng.integers(1, 64))] = bytes(min(64, n - i))[: max(0, min(64, n - i))]
+        k = min(int(rng.integers(1, 64)), n - i)
+        data[i : i + k] = bytes(k)
         return kind, bytes(data)
     return kind, rng.integers(0, 256, int(rng.integers(0, 512))).astype(np.uint8).tobytes()
 

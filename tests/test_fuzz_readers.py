@@ -4,6 +4,7 @@ reader here (bounded: the suite stays fast); experiments/fuzz_readers.py runs >=
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -70,10 +71,8 @@ def test_wrong_config_values_give_config_errors(key_index, value):
     keys = sorted(k for k in to_flat_dict(load_config(moons_configs(dann=True))) if k not in ("name", "run_dir"))
     key = keys[key_index % len(keys)]
     text = "null" if value is None else repr(value) if not isinstance(value, str) else repr(value)
-    try:
+    with contextlib.suppress(ConfigError):  # the clear error; any other exception fails
         load_config(moons_configs(dann=True), [f"{key}={text}"])
-    except ConfigError:
-        pass  # the clear error
 
 
 @pytest.mark.parametrize("override", ["train.steps=-5", "train.batch_size=0", "optim.lr=-1", "optim.lr=nan",

@@ -105,12 +105,6 @@ class EndlessLoader:
             self.epoch, self.taken = self.epoch + 1, 0
         return batch
 
-    def next_keys(self) -> list[tuple[int, int]]:
-        """The keys of the batch the next __next__ returns (a pure function of the state)."""
-        sampler = EpochBatchSampler(len(self.dataset), self.batch_size, self.seed, self.shuffle,
-                                    rank=self.rank, world=self.world)
-        return sampler.epoch_keys(self.epoch)[self.taken]
-
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "taken": self.taken}
 
