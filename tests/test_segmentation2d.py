@@ -28,6 +28,24 @@ def test_crops_move_image_and_mask_together_and_resume_exactly():
         SegmentationImages(images, masks[:, :10], crop=32, augment=True)
 
 
+def test_focus_crops_hold_the_rare_class_and_uniform_crops_rarely_do():
+    masks = np.zeros((4, 128, 128), np.uint8)
+    masks[:, 40:80, :] = 1  # a thick main bar
+    masks[:, 100, 7] = 2  # one tie pixel per image, off-centre
+    images = np.zeros((4, 3, 128, 128), np.uint8)
+    keys = [(i % 4, 3) for i in range(64)]
+    focused = SegmentationImages(images, masks, crop=32, augment=True, focus_share=1.0).__getitems__(keys)
+    assert all((y == 2).any() for y in focused["label"])  # every crop holds the tie
+    uniform = SegmentationImages(images, masks, crop=32, augment=True).__getitems__(keys)
+    assert sum(bool((y == 2).any()) for y in uniform["label"]) < 32  # ~6% expected: a wide margin
+    half = SegmentationImages(images, masks, crop=32, augment=True, focus_share=0.5).__getitems__(keys)
+    assert 8 < sum(bool((y == 2).any()) for y in half["label"]) < 56
+    assert torch.equal(half["label"], SegmentationImages(images, masks, crop=32, augment=True,
+                                                         focus_share=0.5).__getitems__(keys)["label"])
+    with pytest.raises(ValueError, match="focus_share"):
+        SegmentationImages(images, masks, crop=32, augment=True, focus_share=1.5)
+
+
 def test_sliding_windows_cover_the_whole_image_exactly_once_per_window():
     class Identity(torch.nn.Module):  # "logits" = the normalised red channel, 3 times
         training = False

@@ -4,10 +4,13 @@ torchvision's DeepLabV3.
 U-Net (`model.name=unet`): the encoder is the transfer issue's staged ResNet
 (`da.models.torchvision_nets`: same `arch`, `weights` - imagenet, a .pth/.safetensors,
 one of our exported backbones or run folders - and the same freezing strategies), the
-decoder upsamples to the resolution of layer3, layer2 and layer1 in turn, each time
-concatenating that encoder stage, then concatenates the stem (also H/4), and a last
-bilinear x4 step reaches the input size (frozen stages keep BatchNorm in eval: the
-staged encoder's own train()). Features: (B, decoder_channels[-1], H, W) per pixel; the head is a 1x1 conv. After
+decoder upsamples to the resolution of layer3, layer2, layer1 (H/4), the stem's conv1
+(H/2, before its max-pool) and the input (H) in turn, each time concatenating that
+level: the encoder stage, and at H a small full-resolution conv branch on the image
+(frozen stages keep BatchNorm in eval: the staged encoder's own train()). The two finest
+levels matter for rebar: a 3 px bar is under a pixel wide at H/4, so a decoder that stops
+there and upsamples x4 bilinearly cannot draw a tie (the first version did; ties scored
+IoU ~0). Features: (B, decoder_channels[-1], H, W) per pixel; the head is a 1x1 conv. After
 each forward the encoder's stage outputs are kept in `stage_features` (and their widths
 in `stage_channels`) for image-level domain classifiers on several stages
 (`algorithm.name=dann_stages`).
@@ -38,15 +41,19 @@ class UNetConfig(ModelConfig):
     weights: str = ""
     strategy: str = "scratch"  # scratch | finetune_all | finetune_from | feature_extractor
     stage: int = 0
-    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32])
+    # one width per upsampling step: to H/16, H/8, H/4, H/2, H
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    full_res_channels: int = 16  # the conv branch on the input image, concatenated at H
 
     def validate(self) -> None:
         if not self.arch.startswith("resnet"):
             raise ValueError(f"unet takes a ResNet encoder (resnet18, resnet50), got '{self.arch}'")
         if self.strategy == "features_from":
             raise ValueError("unet needs the whole encoder: features_from cuts it")
-        if len(self.decoder_channels) != 4:
-            raise ValueError("decoder_channels: 4 widths, one per upsampling step")
+        if len(self.decoder_channels) != 5:
+            raise ValueError("decoder_channels: 5 widths, one per upsampling step (H/16, H/8, H/4, H/2, H)")
+        if self.full_res_channels < 1:
+            raise ValueError("full_res_channels must be >= 1")
 
 
 def conv_bn(cin: int, cout: int) -> nn.Sequential:
@@ -54,47 +61,49 @@ def conv_bn(cin: int, cout: int) -> nn.Sequential:
 
 
 class UNetEncoderDecoder(nn.Module):
-    def __init__(self, encoder, decoder_channels: list[int], input_key: str):
+    def __init__(self, encoder, decoder_channels: list[int], input_key: str, full_res_channels: int = 16):
         super().__init__()
         self.encoder, self.input_key = encoder, input_key
         with torch.no_grad():
             was = encoder.training
             encoder.eval()
-            widths = [s.shape[1] for s in self._stages(torch.zeros(1, 3, 64, 64))]
+            half, stages = self._stages(torch.zeros(1, 3, 64, 64))
             encoder.train(was)
+        widths = [s.shape[1] for s in stages]
         self.stage_channels = widths  # stem, layer1..layer4
-        skips = [widths[3], widths[2], widths[1], widths[0]]  # what each step concatenates
+        self.full_res = nn.Sequential(conv_bn(3, full_res_channels), conv_bn(full_res_channels, full_res_channels))
+        skips = [widths[3], widths[2], widths[1], half.shape[1], full_res_channels]  # what each step concatenates
         blocks, cin = [], widths[4]
         for skip, cout in zip(skips, decoder_channels):
             blocks.append(nn.Sequential(conv_bn(cin + skip, cout), conv_bn(cout, cout)))
             cin = cout
         self.blocks = nn.ModuleList(blocks)
-        self.final = conv_bn(cin, cin)
         self.num_features = cin
         self.stage_features: list[torch.Tensor] = []
 
-    def _stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _stages(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(the stem's H/2 activation before its max-pool, [stem, layer1..layer4] outputs)."""
         enc, outs = self.encoder, []
+        half = None
         for k, stage in enumerate(enc.stages):
-            if k < enc.frozen:
-                with torch.no_grad():
+            with torch.set_grad_enabled(torch.is_grad_enabled() and k >= enc.frozen):
+                if k == 0:  # ResNet stem = conv1, bn1, relu, maxpool
+                    half = stage[:-1](x)
+                    x = stage[-1](half)
+                else:
                     x = stage(x)
-            else:
-                x = stage(x)
             outs.append(x)
-        return outs
+        return half, outs
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = batch[self.input_key]
-        stem, l1, l2, l3, l4 = self._stages(x)
+        half, (stem, l1, l2, l3, l4) = self._stages(x)
         self.stage_features = [stem, l1, l2, l3, l4]
         y = l4
-        for block, skip in zip(self.blocks, (l3, l2, l1, stem)):
+        for block, skip in zip(self.blocks, (l3, l2, l1, half, self.full_res(x))):
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skip], 1))
-        y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.final(y)
-
+        return y
 
 
 def pixel_head(cin: int, k: int) -> nn.Conv2d:
@@ -106,7 +115,7 @@ def build_unet(cfg: UNetConfig, data) -> ModelParts:
     cfg.validate()
     tv = TorchvisionConfig(arch=cfg.arch, weights=cfg.weights, strategy=cfg.strategy, stage=cfg.stage)
     encoder, _ = build_backbone(tv, data.input_key)
-    fe = UNetEncoderDecoder(encoder, list(cfg.decoder_channels), data.input_key)
+    fe = UNetEncoderDecoder(encoder, list(cfg.decoder_channels), data.input_key, cfg.full_res_channels)
     return ModelParts(fe, pixel_head(fe.num_features, data.num_classes))
 
 
