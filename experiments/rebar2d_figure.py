@@ -1,0 +1,102 @@
+"""Figures of the rebar2d table: samples of each shift, and predictions before and after adaptation.
+
+1. `rebar2d_shifts.png`: per shift (a row), a source_train image, its mask overlay, a
+   target_test image and its mask overlay (red main rebar, green tie). Needs only the
+   rendered datasets (built on first use from experiments/configs/rebar2d.yaml).
+2. `rebar2d_predictions_<shift>.png`: per target_test image (a row): input | ground truth |
+   one prediction per row of the table (e.g. source-only, DANN, oracle), from the finished
+   runs' last checkpoints, whole image by sliding windows (what the table scores).
+
+    python experiments/rebar2d_figure.py [--shifts assembly time position all]
+        [--predict time all] [--rows source_only dann_stages train_on_target]
+        [--profile standard] [--seed 0] [--images 0 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from da.config import load_config
+from da.data import build_data
+from da.data.segmentation2d import overlay
+
+CONFIG = "experiments/configs/rebar2d.yaml"
+
+
+def labelled(tile: np.ndarray, text: str) -> np.ndarray:
+    img = Image.fromarray(tile)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0, 0, 8 + 7 * len(text), 16], fill=(255, 255, 255))
+    draw.text((4, 2), text, fill=(0, 0, 0))
+    return np.asarray(img)
+
+
+def tile_of(ds, i: int, labels: np.ndarray | None = None, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    img = ds.images[i].permute(1, 2, 0).numpy()
+    truth = ds.masks[i].numpy() if labels is None else labels
+    small = (lambda a: np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR)))
+    return small(img), small(overlay(img, truth))
+
+
+def shifts_figure(shifts: list[str], out: Path, index: int) -> Path:
+    rows = []
+    for shift in shifts:
+        data = build_data(load_config(CONFIG, [f"data.shift={shift}"]).data)
+        s_img, s_ov = tile_of(data.source_train, index)
+        t_img, t_ov = tile_of(data.target_test, index)
+        rows.append(np.concatenate([labelled(s_img, "source"), s_ov, labelled(t_img, f"target: {shift}"), t_ov],
+                                   axis=1))
+    path = out / "rebar2d_shifts.png"
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
+
+
+def predictions_figure(shift: str, rows: list[str], runs: Path, seed: int, images: list[int], out: Path) -> Path:
+    from da.train import load_trained
+
+    data = build_data(load_config(CONFIG, [f"data.shift={shift}"]).data)
+    ds = data.target_test
+    device = torch.device("cpu")
+    preds = {}
+    for row in rows:
+        run_dir = runs / f"{shift}_{row}" / f"seed{seed}"
+        run = load_trained(run_dir, "last.pt", device, data=data)
+        run.algorithm.eval()
+        preds[row] = [ds.logits(run.algorithm, i, device).argmax(0).numpy().astype(np.uint8) for i in images]
+    lines = []
+    for k, i in enumerate(images):
+        img, truth = tile_of(ds, i)
+        tiles = [labelled(img, f"{shift} target_test {i}"), labelled(truth, "truth")]
+        tiles += [labelled(tile_of(ds, i, preds[row][k])[1], row) for row in rows]
+        lines.append(np.concatenate(tiles, axis=1))
+    path = out / f"rebar2d_predictions_{shift}.png"
+    Image.fromarray(np.concatenate(lines, axis=0)).save(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shifts", nargs="*", default=["assembly", "time", "position", "all"])
+    parser.add_argument("--predict", nargs="*", default=["time", "all"])
+    parser.add_argument("--rows", nargs="+", default=["source_only", "dann_stages", "train_on_target"])
+    parser.add_argument("--profile", default="standard")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--runs", default="runs/tables/rebar2d")
+    parser.add_argument("--out", default="experiments/results")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.shifts:
+        print(shifts_figure(args.shifts, out, args.images[0]))
+    for shift in args.predict:
+        print(predictions_figure(shift, args.rows, Path(args.runs) / args.profile, args.seed, args.images, out))
+
+
+if __name__ == "__main__":
+    main()
