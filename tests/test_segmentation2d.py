@@ -190,3 +190,30 @@ def test_unet_draws_a_one_pixel_line_at_full_resolution():
     inter = ((pred == 1) & (y == 1)).sum().item()
     union = ((pred == 1) | (y == 1)).sum().item()
     assert inter / union > 0.75, f"line IoU {inter / union:.3f}"
+
+
+def test_unet_encoder_starts_from_an_exported_transfer_backbone(tmp_path):
+    """The transfer issue's `da export-backbone` file initialises the U-Net's encoder,
+    tensor for tensor; a backbone of another arch is refused naming the file."""
+    from torch import nn
+
+    from da.data import DomainData
+    from da.models.torchvision_nets import TorchvisionConfig, build_torchvision, export_backbone
+    from da.models.unet import UNetConfig, build_unet
+
+    shape = DomainData(None, None, None, None, 3, "image", (3, 64, 64))
+    torch.manual_seed(3)
+    pretrained = build_torchvision(TorchvisionConfig(arch="resnet18", strategy="scratch"), shape)
+    with torch.no_grad():
+        for p in pretrained.feature_extractor.parameters():
+            p.add_(0.01)  # unlike any fresh init
+    out = export_backbone(nn.ModuleDict({"feature_extractor": pretrained.feature_extractor}),
+                          TorchvisionConfig(arch="resnet18", strategy="scratch"), tmp_path / "backbone.pth")
+    unet = build_unet(UNetConfig(weights=str(out), strategy="finetune_all"), shape)
+    theirs = pretrained.feature_extractor.state_dict()
+    mine = unet.feature_extractor.encoder.state_dict()
+    assert set(mine) == set(theirs) and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    fresh = build_unet(UNetConfig(), shape).feature_extractor.encoder.state_dict()
+    assert not torch.equal(fresh["stages.0.0.weight"], mine["stages.0.0.weight"])
+    with pytest.raises(ValueError, match="backbone.pth: a resnet18 backbone, not resnet50"):
+        build_unet(UNetConfig(arch="resnet50", weights=str(out), strategy="finetune_all"), shape)
