@@ -1,8 +1,8 @@
 """Figures of the rebar2d table: samples of each shift, and predictions before and after adaptation.
 
-1. `rebar2d_shifts.png`: per shift (a row), a source_train image, its mask overlay, a
-   target_test image and its mask overlay (red main rebar, green tie). Needs only the
-   rendered datasets (built on first use from experiments/configs/rebar2d.yaml).
+1. `rebar2d_shifts.png`: per shift (a row), two source images and two target images,
+   each beside its mask overlay (red main rebar, green tie), freshly rendered by the
+   dataset generator (no dataset needs to exist).
 2. `rebar2d_predictions_<shift>.png`: per target_test image (a row): input | ground truth |
    one prediction per row of the table (e.g. source-only, DANN, oracle), from the finished
    runs' last checkpoints, whole image by sliding windows (what the table scores).
@@ -43,14 +43,21 @@ def tile_of(ds, i: int, labels: np.ndarray | None = None, size: int = 256) -> tu
     return small(img), small(overlay(img, truth))
 
 
-def shifts_figure(shifts: list[str], out: Path, index: int) -> Path:
+def shifts_figure(shifts: list[str], out: Path, seed: int, per_domain: int = 2) -> Path:
+    """`per_domain` fresh renders per domain (the generator's own `render_sample`, 512 px,
+    the seed fixed), so every shift is shown without building its whole dataset."""
+    from data_tools.rebar2d import SHIFTS, parse_domain, render_sample
+
+    small = (lambda a: np.asarray(Image.fromarray(a).resize((192, 192), Image.BILINEAR)))
     rows = []
-    for shift in shifts:
-        data = build_data(load_config(CONFIG, [f"data.shift={shift}"]).data)
-        s_img, s_ov = tile_of(data.source_train, index)
-        t_img, t_ov = tile_of(data.target_test, index)
-        rows.append(np.concatenate([labelled(s_img, "source"), s_ov, labelled(t_img, f"target: {shift}"), t_ov],
-                                   axis=1))
+    for k, shift in enumerate(shifts):
+        tiles = []
+        for j, (side, name) in enumerate(zip(("source", f"target: {shift}"), SHIFTS[shift])):
+            for v in range(per_domain):
+                rng = np.random.default_rng([seed, k, j, v])
+                img, mask, _ = render_sample(parse_domain(name), rng, (512, 512), 1)[0]
+                tiles += [labelled(small(img), side), small(overlay(img, mask))]
+        rows.append(np.concatenate(tiles, axis=1))
     path = out / "rebar2d_shifts.png"
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
     return path
@@ -93,7 +100,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.shifts:
-        print(shifts_figure(args.shifts, out, args.images[0]))
+        print(shifts_figure(args.shifts, out, args.seed))
     for shift in args.predict:
         print(predictions_figure(shift, args.rows, Path(args.runs) / args.profile, args.seed, args.images, out))
 
