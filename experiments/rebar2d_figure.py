@@ -28,6 +28,10 @@ from da.data.segmentation2d import overlay
 CONFIG = "experiments/configs/rebar2d.yaml"
 
 
+def resized(a: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR))
+
+
 def labelled(tile: np.ndarray, text: str) -> np.ndarray:
     img = Image.fromarray(tile)
     draw = ImageDraw.Draw(img)
@@ -39,8 +43,7 @@ def labelled(tile: np.ndarray, text: str) -> np.ndarray:
 def tile_of(ds, i: int, labels: np.ndarray | None = None, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     img = ds.images[i].permute(1, 2, 0).numpy()
     truth = ds.masks[i].numpy() if labels is None else labels
-    small = (lambda a: np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR)))
-    return small(img), small(overlay(img, truth))
+    return resized(img, size), resized(overlay(img, truth), size)
 
 
 def shifts_figure(shifts: list[str], out: Path, seed: int, per_domain: int = 2) -> Path:
@@ -48,7 +51,6 @@ def shifts_figure(shifts: list[str], out: Path, seed: int, per_domain: int = 2) 
     the seed fixed), so every shift is shown without building its whole dataset."""
     from data_tools.rebar2d import SHIFTS, parse_domain, render_sample
 
-    small = (lambda a: np.asarray(Image.fromarray(a).resize((192, 192), Image.BILINEAR)))
     rows = []
     for k, shift in enumerate(shifts):
         tiles = []
@@ -56,7 +58,7 @@ def shifts_figure(shifts: list[str], out: Path, seed: int, per_domain: int = 2) 
             for v in range(per_domain):
                 rng = np.random.default_rng([seed, k, j, v])
                 img, mask, _ = render_sample(parse_domain(name), rng, (512, 512), 1)[0]
-                tiles += [labelled(small(img), side), small(overlay(img, mask))]
+                tiles += [labelled(resized(img, 192), side), resized(overlay(img, mask), 192)]
         rows.append(np.concatenate(tiles, axis=1))
     path = out / "rebar2d_shifts.png"
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
