@@ -91,11 +91,14 @@ def seed_everything(seed: int) -> None:
 REQUIRED_PARTS = ("feature_extractor.", "task_head.")
 
 
-def init_weights(module: torch.nn.Module, source: str | Path) -> Path:
+def init_weights(module: torch.nn.Module, source: str | Path) -> tuple[Path, list[str]]:
     """Load model weights from a run folder (checkpoints/last.pt) or a checkpoint file into
-    `module`; returns the file read. Missing feature-extractor / task-head tensors, tensors
-    the module does not have, or shapes that differ are errors naming the file - never a
-    silent partial load."""
+    `module`; returns the file read and the parts of the checkpoint left out. Missing
+    feature-extractor / task-head tensors, model tensors the module does not have, or
+    shapes that differ are errors naming the file - never a silent partial load of the
+    model. What the source run's ALGORITHM added beside the model (a domain classifier, a
+    mean teacher) is left out when this module has no such part, and named in the return
+    value: AdaBN after DANN or self-training starts from their feature extractor and head."""
     path = Path(source)
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"
@@ -104,6 +107,11 @@ def init_weights(module: torch.nn.Module, source: str | Path) -> Path:
     state = load(path, "cpu")
     state = state.get("model", state) if isinstance(state, dict) else state
     own = module.state_dict()
+    own_parts = {k.split(".", 1)[0] for k in own}
+    # a top-level part of the checkpoint this algorithm does not have at all
+    foreign = sorted({k.split(".", 1)[0] for k in state if not k.startswith(REQUIRED_PARTS)}
+                     - own_parts)
+    state = {k: v for k, v in state.items() if k.split(".", 1)[0] not in foreign}
     unexpected = sorted(k for k in state if k not in own)
     missing = sorted(k for k in own if k not in state and k.startswith(REQUIRED_PARTS))
     wrong = sorted(k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape))
@@ -112,4 +120,4 @@ def init_weights(module: torch.nn.Module, source: str | Path) -> Path:
                          f"{missing[:5]}, other shapes {wrong[:5]}); init_from needs the same "
                          "backbone and inputs")
     module.load_state_dict(state, strict=False)
-    return path
+    return path, foreign

@@ -286,7 +286,10 @@ class Trainer:
             if world.active:
                 prov["distributed"] = {"world_size": world.size, "backend": world.backend}
             if cfg.train.init_from:
-                prov["init_from"] = str(checkpoint.init_weights(run.algorithm, cfg.train.init_from))
+                start, left_out = checkpoint.init_weights(run.algorithm, cfg.train.init_from)
+                prov["init_from"] = str(start)
+                if left_out:  # the source algorithm's own parts (domain classifiers, teacher)
+                    prov["init_from_left_out"] = left_out
             (run_dir / "provenance.json").write_text(json.dumps(prov, indent=2))
         if ckpt is None and cfg.train.init_from and not world.main:  # the same start on every rank
             checkpoint.init_weights(run.algorithm, cfg.train.init_from)

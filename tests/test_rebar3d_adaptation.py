@@ -181,6 +181,26 @@ def test_adabn_and_self_training_runs_start_from_a_source_run(r3d, tmp_path):
     assert list(scalars)
 
 
+def test_adabn_starts_from_a_dann_or_self_training_run(r3d, tmp_path):
+    """AdaBN after an adapted run: the model parts are loaded exactly, what the other
+    algorithm added (domain classifier, mean teacher) is left out and named."""
+    steps = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2"]
+    for name, extra, part in [("dann", ["algorithm.name=dann"], None),
+                              ("st", ["algorithm.name=self_training"], "teacher")]:
+        run = train(load_config(CONFIGS, _small(r3d, tmp_path, name, *steps, *extra)))
+        state = checkpoint.load(run / "checkpoints" / "last.pt")["model"]
+        own = {k.split(".", 1)[0] for k in state} - {"feature_extractor", "task_head"}
+        assert own  # the run really holds more than the model
+        adabn = train(load_config(CONFIGS, _small(r3d, tmp_path, f"{name}_adabn", *steps,
+                                                  "algorithm.name=adabn", f"train.init_from={run}")))
+        prov = json.loads((adabn / "provenance.json").read_text())
+        assert sorted(prov["init_from_left_out"]) == sorted(own)
+        assert part is None or part in prov["init_from_left_out"]
+        after = checkpoint.load(adabn / "checkpoints" / "last.pt")["model"]
+        weights = [k for k in after if k.startswith("feature_extractor.") and k.endswith("weight")]
+        assert weights and all(torch.equal(after[k], state[k]) for k in weights)
+
+
 def test_init_from_refuses_what_does_not_fit(r3d, tmp_path):
     steps = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2"]
     source = train(load_config(CONFIGS, _small(r3d, tmp_path, "src2", *steps)))
