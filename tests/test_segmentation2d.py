@@ -28,6 +28,33 @@ def test_crops_move_image_and_mask_together_and_resume_exactly():
         SegmentationImages(images, masks[:, :10], crop=32, augment=True)
 
 
+def test_color_jitter_changes_the_image_only_and_is_seeded_by_the_key():
+    rng = np.random.default_rng(1)
+    masks = rng.integers(0, 3, (4, 48, 40)).astype(np.uint8)
+    images = np.full((4, 3, 48, 40), 120, np.uint8)
+    images[:, 1] = 60  # a coloured, flat image: any change is the jitter's
+    keys = [(i, 7) for i in range(4)]
+    jit_ds = SegmentationImages(images, masks, crop=32, augment=True, color_jitter=0.5)
+    jit = jit_ds.__getitems__(keys)
+    for key in keys:  # the jitter draws after a crop's position: a crop alone is placed as without
+        assert torch.equal(jit_ds.__getitems__([key])["label"],
+                           SegmentationImages(images, masks, crop=32, augment=True).__getitems__([key])["label"])
+    raw = (jit["image"] * torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+           + torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) * 255
+    assert raw.min() >= -1e-3 and raw.max() <= 255 + 1e-3
+    per_crop = raw.mean(dim=(2, 3))  # (4 crops, 3 channels): flat input, so one value each
+    assert (per_crop - torch.tensor([120.0, 60.0, 120.0])).abs().max() > 5  # it changed them
+    assert (per_crop[:, 0] - per_crop[:, 2]).abs().max() > 1  # channels differently (colour)
+    assert per_crop.std(dim=0).min() > 1  # and each crop differently
+    assert torch.equal(jit_ds.__getitems__(keys)["image"], jit["image"])  # exact resume
+    off = SegmentationImages(images, masks, crop=32, augment=False, color_jitter=0.5)
+    assert torch.equal(off.__getitems__(keys)["image"][:, 0], off.__getitems__(keys)["image"][:, 0])
+    raw_off = off.__getitems__(keys)["image"][:, 0] * 0.229 + 0.485
+    assert torch.allclose(raw_off * 255, torch.full_like(raw_off, 120.0), atol=1e-3)  # eval: never
+    with pytest.raises(ValueError, match="color_jitter"):
+        SegmentationImages(images, masks, crop=32, augment=True, color_jitter=-1)
+
+
 def test_focus_crops_hold_the_rare_class_and_uniform_crops_rarely_do():
     masks = np.zeros((4, 128, 128), np.uint8)
     masks[:, 40:80, :] = 1  # a thick main bar

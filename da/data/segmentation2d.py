@@ -7,6 +7,9 @@
   `focus_share` > 0 that share of the crops is centred on a random pixel of the rarest
   class (ties: ~0.2% of source pixels, so a uniform 128 px crop holds one rarely) -
   class-balanced crop sampling; only labeled splits can do it (targets stay uniform);
+  with `color_jitter` > 0 each training crop also gets a random photometric change
+  (`photometric_jitter`: gamma, contrast, brightness, per-channel gain - the kind of
+  change a low warm sun, wet steel and under-exposure make), the mask untouched;
 - unaugmented batches (validators, PAD features) are deterministic centre crops;
 - `predict` (what evaluation reports) runs the model over every WHOLE image with sliding
   windows of `crop` px (overlap 1/4, logits averaged where windows overlap), so thin
@@ -54,9 +57,22 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.6) -> np.nda
     return out.round().astype(np.uint8)
 
 
+def photometric_jitter(x: torch.Tensor, strength: float, g: torch.Generator) -> torch.Tensor:
+    """(3, H, W) uint8 (or 0..255 float) -> float 0..255, one random photometric change:
+    gamma exp(+-0.5 s), contrast about the crop's mean exp(+-0.5 s), brightness exp(+-s),
+    per-channel gain exp(+-0.4 s) (s = strength; 0.5 spans brightness x0.61..x1.65)."""
+    u = (torch.rand(6, generator=g) * 2 - 1) * strength  # 6 numbers: the same stream always
+    v = (x.float() / 255.0).clamp_min(0.0) ** torch.exp(0.5 * u[0])
+    mean = v.mean()
+    v = mean + (v - mean) * torch.exp(0.5 * u[1])
+    v = v * torch.exp(u[2]) * torch.exp(0.4 * u[3:6]).view(3, 1, 1)
+    return v.clamp(0.0, 1.0) * 255.0
+
+
 class SegmentationImages(Dataset):
     def __init__(self, images: np.ndarray, masks: np.ndarray | None, crop: int, augment: bool,
-                 num_classes: int = 3, input_key: str = "image", focus_share: float = 0.0):
+                 num_classes: int = 3, input_key: str = "image", focus_share: float = 0.0,
+                 color_jitter: float = 0.0):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, H, W), got {images.shape}")
         if masks is not None and masks.shape != (images.shape[0], *images.shape[2:]):
@@ -70,6 +86,9 @@ class SegmentationImages(Dataset):
             raise ValueError(f"focus_share must be in [0, 1], got {focus_share}")
         self.focus_share = focus_share if masks is not None else 0.0
         self.focus = self._rare_pixels() if self.focus_share > 0 else []
+        if color_jitter < 0:
+            raise ValueError(f"color_jitter must be >= 0, got {color_jitter}")
+        self.color_jitter = color_jitter if augment else 0.0
 
     def _rare_pixels(self, keep: int = 4096) -> list[torch.Tensor]:
         """Per image, (n, 2) (row, col) of up to `keep` pixels of the rarest class present
@@ -110,6 +129,8 @@ class SegmentationImages(Dataset):
             if flip:
                 x = x.flip(-1)
                 y = None if y is None else y.flip(-1)
+            if self.color_jitter > 0:  # drawn only when on: runs without it keep their stream
+                x = photometric_jitter(x, self.color_jitter, g)
             xs.append(x)
             ys.append(y)
         batch = {self.input_key: normalise(torch.stack(xs))}
@@ -214,6 +235,7 @@ class Rebar2dConfig(DataConfig):
     data_seed: int = 0
     crop: int = 192  # training crops and evaluation windows, px
     focus_share: float = 0.0  # share of labeled training crops centred on a tie pixel
+    color_jitter: float = 0.0  # photometric augmentation of training crops (0 = off; 0.5 = strong)
 
     def validate(self) -> None:
         from data_tools.rebar2d import SHIFTS
@@ -228,6 +250,8 @@ class Rebar2dConfig(DataConfig):
             raise ValueError("data.crop must be a multiple of 32 (the encoder downsamples 32x)")
         if not 0.0 <= self.focus_share <= 1.0:
             raise ValueError(f"data.focus_share must be in [0, 1], got {self.focus_share}")
+        if self.color_jitter < 0:
+            raise ValueError(f"data.color_jitter must be >= 0, got {self.color_jitter}")
 
 
 @register(DATASETS, "rebar2d", Rebar2dConfig)
@@ -250,7 +274,8 @@ def build_rebar2d_data(cfg: Rebar2dConfig) -> DomainData:
 
     def wrap(x, y, train):
         return SegmentationImages(x, y, cfg.crop, augment=train and cfg.augment, num_classes=k,
-                                  focus_share=cfg.focus_share if train else 0.0)
+                                  focus_share=cfg.focus_share if train else 0.0,
+                                  color_jitter=cfg.color_jitter if train else 0.0)
 
     return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
                       target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
