@@ -1,0 +1,144 @@
+"""Label-shift correction by EM (Saerens, Latinne & Decaestecker, "Adjusting the outputs of
+a classifier to new a priori probabilities: a simple procedure", Neural Computation 2002).
+
+When the target's class frequencies p_t(y) differ from the source's p_s(y) while the
+class-conditional appearance p(x | y) stays, the target posterior is the source posterior
+re-weighted by p_t(y) / p_s(y) and renormalised. p_t is unknown; EM estimates it from
+unlabeled target outputs alone: the E-step re-weights every target posterior with the
+current estimate, the M-step sets the estimate to their mean; it converges to the
+maximum-likelihood target prior. No weight of the network changes.
+
+Here a trained model (train.init_from) is run like AdaBN (updates_parameters = False):
+each step it sees a source batch and a target batch, in eval mode (BatchNorm statistics
+and dropout as the trained model has them);
+
+- p_s is the model's mean softmax over the source batches - the class mix the model's
+  outputs are calibrated to (its training sampler and class-weighted loss included), not
+  the raw pixel frequency of the labels;
+- a reservoir keeps `samples_per_batch` target posteriors (pixels, points or images) of
+  each step, at most `capacity`;
+- after every step EM runs on the whole reservoir and sets the buffer `log_prior_ratio`
+  = log p_t - log p_s, which `predict` adds to the logits. Checkpoints carry the sums and
+  the reservoir, so a killed run resumes where it was.
+
+For a segmentation model the prior is per pixel: the share of pixels of each class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from da.algorithms.base import ALGORITHMS, Algorithm
+from da.config import AlgorithmConfig
+from da.registry import register
+
+
+@dataclass
+class PriorEMConfig(AlgorithmConfig):
+    name: str = "prior_em"
+    samples_per_batch: int = 4096  # target posteriors kept per step (pixels / points / samples)
+    capacity: int = 262144  # reservoir size; older entries are replaced at random when full
+    iterations: int = 200  # EM iterations per step (stops earlier when the prior settles)
+    min_prior: float = 1e-4  # floor of both priors, so a class never predicted keeps a finite ratio
+
+
+def output_classes(task_head: nn.Module) -> int:
+    """The number of classes: the out_channels / out_features of the head's last layer."""
+    for m in reversed(list(task_head.modules())):
+        k = getattr(m, "out_channels", None) or getattr(m, "out_features", None)
+        if isinstance(k, int):
+            return k
+    raise ValueError("prior_em: cannot tell the number of classes (the task head has no Conv or Linear layer)")
+
+
+def flat_probs(logits: torch.Tensor) -> torch.Tensor:
+    """(N, K) softmax probabilities from (B, K) or dense (B, K, *spatial) logits."""
+    k = logits.shape[1]
+    return logits.float().softmax(dim=1).movedim(1, -1).reshape(-1, k)
+
+
+def em_target_prior(posteriors: torch.Tensor, source_prior: torch.Tensor, iterations: int = 200,
+                    tol: float = 1e-7) -> torch.Tensor:
+    """Saerens et al.'s EM: the target prior that makes the re-weighted posteriors
+    `posteriors` (N, K, under the source prior `source_prior`) self-consistent."""
+    prior = source_prior.clone()
+    for _ in range(iterations):
+        weighted = posteriors * (prior / source_prior)
+        weighted = weighted / weighted.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        new = weighted.mean(dim=0)
+        done = (new - prior).abs().max() < tol
+        prior = new
+        if done:
+            break
+    return prior
+
+
+@register(ALGORITHMS, "prior_em", PriorEMConfig)
+class PriorEM(Algorithm):
+    uses_target = True
+    updates_parameters = False
+
+    def __init__(self, feature_extractor, task_head, cfg: PriorEMConfig):
+        super().__init__(feature_extractor, task_head, cfg)
+        if cfg.samples_per_batch < 1 or cfg.capacity < cfg.samples_per_batch:
+            raise ValueError("prior_em: need 1 <= algorithm.samples_per_batch <= algorithm.capacity")
+        k = output_classes(task_head)
+        self.register_buffer("log_prior_ratio", torch.zeros(k))
+        self.register_buffer("source_sum", torch.zeros(k, dtype=torch.float64))
+        self.register_buffer("source_count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("reservoir", torch.zeros(cfg.capacity, k))
+        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+        self.eval()
+
+    def train(self, mode: bool = True):
+        # Always eval: the posteriors must be those the trained model gives at test time
+        # (its BatchNorm statistics, no dropout), and BatchNorm must not drift.
+        return super().train(False)
+
+    def predict(self, batch):
+        logits = self.task_head(self.features(batch))
+        shape = (1, -1) + (1,) * (logits.dim() - 2)
+        return logits + self.log_prior_ratio.to(logits.dtype).view(shape)
+
+    def priors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source prior, target prior) as currently estimated."""
+        floor = self.cfg.min_prior
+        source = (self.source_sum / self.source_count.clamp_min(1)).float().clamp_min(floor)
+        source = source / source.sum()
+        target = (self.log_prior_ratio.exp() * source).clamp_min(floor)
+        return source, target / target.sum()
+
+    def _keep(self, probs: torch.Tensor) -> None:
+        n = min(self.cfg.samples_per_batch, len(probs))
+        picked = probs[torch.randperm(len(probs), device=probs.device)[:n]]  # without replacement
+        start = int(self.filled)
+        room = min(self.cfg.capacity - start, n)
+        self.reservoir[start:start + room] = picked[:room]
+        if n > room:  # full: the rest replace entries at random
+            slots = torch.randint(self.cfg.capacity, (n - room,), device=probs.device)
+            self.reservoir[slots] = picked[room:]
+        self.filled.fill_(start + room)
+
+    @torch.no_grad()
+    def losses(self, source, target, progress):
+        if progress == 0.0:  # a fresh start (a resumed run carries its sums and reservoir)
+            for name in ("log_prior_ratio", "source_sum", "source_count", "filled"):
+                getattr(self, name).zero_()
+        src = flat_probs(self.task_head(self.features(source)))
+        self.source_sum += src.sum(dim=0).double()
+        self.source_count += len(src)
+        self._keep(flat_probs(self.task_head(self.features(target))))
+        source_prior, _ = self.priors()
+        target_prior = em_target_prior(self.reservoir[: int(self.filled)], source_prior, self.cfg.iterations)
+        target_prior = target_prior.clamp_min(self.cfg.min_prior)
+        target_prior = target_prior / target_prior.sum()
+        self.log_prior_ratio.copy_((target_prior / source_prior).log())
+        zero = torch.zeros((), device=src.device)
+        out = {"task": zero, "total": zero}
+        for c in range(len(target_prior)):  # logged: how the estimate moves
+            out[f"prior_source_{c}"] = source_prior[c].detach()
+            out[f"prior_target_{c}"] = target_prior[c].detach()
+        return out
