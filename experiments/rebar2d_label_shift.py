@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -94,7 +96,11 @@ def main() -> None:
     p.add_argument("folders", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    lines = ["# rebar2d: tie labels of source and target, from the rendered masks", ""]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = ["# rebar2d: tie labels of source and target, from the rendered masks", "",
+             f"Command: `python experiments/rebar2d_label_shift.py {' '.join(sys.argv[1:])}`  ",
+             f"Commit: `{commit or 'unknown'}`. Target masks are read here to DESCRIBE the data; "
+             "no setting was chosen from them.", ""]
     for folder in args.folders:
         lines += folder_table(folder)
     text = "\n".join(lines)
