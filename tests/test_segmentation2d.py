@@ -102,7 +102,8 @@ def tiny2d(tmp_path_factory):
               "algorithm.disc_hidden=[32]"]),
     ("unet", ["algorithm.name=dann_stages", "algorithm.output_weight=0.5"]),
     ("unet", ["algorithm.name=adabn"]),
-    ("unet", ["algorithm.name=prior_em", "algorithm.samples_per_batch=256", "algorithm.capacity=1024"]),
+    ("unet", ["algorithm.name=prior_em", "algorithm.samples_per_batch=256", "algorithm.capacity=1024",
+              "algorithm.calibrate=true"]),
     ("unet", ["algorithm.name=self_training"]),
     ("deeplabv3", ["algorithm.name=source_only"])])
 def test_tiny_end_to_end(tmp_path, tiny2d, model, algo):
