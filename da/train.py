@@ -156,7 +156,7 @@ def predict_split(algorithm: Algorithm, dataset, device: torch.device, batch_siz
     for batch in iterate(dataset, batch_size):
         batch = to_device(batch, device, dtype)
         f = algorithm.features(batch)
-        logits = algorithm.task_head(f)
+        logits = algorithm.head(f)
         dense = logits.dim() > 2
         part = confusion_matrix(logits.argmax(1), batch["label"], logits.shape[1])
         cm = part if cm is None else cm + part

@@ -113,7 +113,7 @@ def _predict(algorithm, dataset, device: torch.device, batch_size: int = 512):
     for batch in iterate(plain, batch_size):
         batch = to_device(batch, device, model_dtype(algorithm))
         f = algorithm.features(batch)
-        logits.append(algorithm.task_head(f).float().cpu())
+        logits.append(algorithm.head(f).float().cpu())
         feats.append((f.flatten(2).mean(-1) if f.dim() > 2 else f).float().cpu())
     algorithm.train(was_training)
     return torch.cat(logits), torch.cat(feats)
@@ -167,7 +167,7 @@ def _predict_blocks(algorithm, dataset, device: torch.device, n: int, seed: int,
         f = algorithm.features(batch)
         feats.append(f.flatten(2).mean(-1).float().cpu())
         if "label" in batch:
-            loss = F.cross_entropy(algorithm.task_head(f).float(), batch["label"],
+            loss = F.cross_entropy(algorithm.head(f).float(), batch["label"],
                                    ignore_index=IGNORE_INDEX, reduction="none")
             counted = (batch["label"] != IGNORE_INDEX).float()
             losses.append(((loss * counted).sum(1) / counted.sum(1).clamp_min(1)).cpu())

@@ -134,3 +134,33 @@ def test_calibration_undoes_a_miscalibrated_head_before_em():
     xt, yt = draw(20000, 0.8, g)
     # calibrated + re-weighted: the target's Bayes rule, accuracy ~0.888 (std ~0.003)
     assert float((algo.predict({"x": xt}).argmax(1) == yt).float().mean()) > 0.87
+
+
+def test_evaluation_scores_the_corrected_outputs():
+    """predict_split (the trainer's evaluation of per-sample tasks) goes through
+    Algorithm.head, so the confusion matrix counts the re-weighted predictions."""
+    from da.train import predict_split
+
+    class Samples:
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitems__(self, keys):
+            idx = [i for i, _ in keys]
+            return {"x": self.x[idx], "label": self.y[idx]}
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(3)
+    fe, head = bayes_model()
+    algo = PriorEM(fe, head, PriorEMConfig(samples_per_batch=512, capacity=4096))
+    for step in range(8):
+        algo.losses({"x": draw(512, 0.5, g)[0]}, {"x": draw(512, 0.8, g)[0]}, step / 8)
+    xt, yt = draw(4000, 0.8, g)
+    cm = predict_split(algo, Samples(xt, yt), torch.device("cpu"), batch_size=1000).confusion
+    corrected = algo.predict({"x": xt}).argmax(1)
+    plain = head(fe({"x": xt})).argmax(1)
+    assert int(cm[:, 1].sum()) == int((corrected == 1).sum())
+    assert int((corrected == 1).sum()) - int((plain == 1).sum()) > 100  # the bias moved >= 100 of 4000

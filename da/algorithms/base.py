@@ -39,8 +39,13 @@ class Algorithm(nn.Module):
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.feature_extractor(batch)
 
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from features: the task head, plus whatever test-time correction an
+        algorithm applies (prior_em). Every evaluation path goes through here."""
+        return self.task_head(features)
+
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.task_head(self.features(batch))
+        return self.head(self.features(batch))
 
     def task_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # Works for (B, K) and dense (B, K, *spatial) logits alike.

@@ -15,11 +15,11 @@ and dropout as the trained model has them);
 - p_s is the model's mean softmax over the source batches - the class mix the model's
   outputs are calibrated to (its training sampler and class-weighted loss included), not
   the raw pixel frequency of the labels;
-- a reservoir keeps `samples_per_batch` target posteriors (pixels, points or images) of
-  each step, at most `capacity`;
+- a reservoir keeps the logits of `samples_per_batch` target samples (pixels, points or
+  images) of each step, at most `capacity`;
 - after every step EM runs on the whole reservoir and sets the buffer `log_prior_ratio`
-  = log p_t - log p_s, which `predict` adds to the logits. Checkpoints carry the sums and
-  the reservoir, so a killed run resumes where it was.
+  = log p_t - log p_s, which `head` (so `predict` and every evaluation path) adds to the
+  logits. Checkpoints carry the sums and reservoirs, so a killed run resumes where it was.
 
 With `calibrate` (off by default: the published method), the model's outputs are first
 calibrated on the labeled source batches by bias-corrected temperature scaling (BCTS:
@@ -115,7 +115,7 @@ class PriorEM(Algorithm):
         if cfg.samples_per_batch < 1 or cfg.capacity < cfg.samples_per_batch:
             raise ValueError("prior_em: need 1 <= algorithm.samples_per_batch <= algorithm.capacity")
         k = output_classes(task_head)
-        # the correction predict applies: logits / exp(log_temperature) + bias + log_prior_ratio
+        # the correction `head` applies: logits / exp(log_temperature) + bias + log_prior_ratio
         self.register_buffer("log_prior_ratio", torch.zeros(k))
         self.register_buffer("log_temperature", torch.zeros(()))
         self.register_buffer("bias", torch.zeros(k))
@@ -139,8 +139,8 @@ class PriorEM(Algorithm):
         shape = (1, -1) + (1,) * (logits.dim() - 2)
         return logits / self.log_temperature.exp() + self.bias.to(logits.dtype).view(shape)
 
-    def predict(self, batch):
-        logits = self.calibrated(self.task_head(self.features(batch)))
+    def head(self, features):
+        logits = self.calibrated(self.task_head(features))
         shape = (1, -1) + (1,) * (logits.dim() - 2)
         return logits + self.log_prior_ratio.to(logits.dtype).view(shape)
 

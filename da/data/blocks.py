@@ -217,7 +217,7 @@ class SceneDataset(Dataset):
         for start in range(0, len(blocks), batch_size):
             chunk = blocks[start:start + batch_size]
             f = algorithm.features(self._batch(scene, chunk, device, _dtype(algorithm)))
-            add_votes(scores, chunk, list(algorithm.task_head(f).float().transpose(1, 2).cpu().numpy()))
+            add_votes(scores, chunk, list(algorithm.head(f).float().transpose(1, 2).cpu().numpy()))
             if features is not None:
                 features.append(f.float().mean(dim=2).cpu().numpy())
         return scores if voxels else scores[scene.index]
