@@ -94,7 +94,7 @@ class _HeightRule(torch.nn.Module):
     def features(self, batch):
         return batch["coord"][..., 2:3].transpose(1, 2)
 
-    def task_head(self, f):
+    def head(self, f):  # Algorithm.head: where every evaluation path takes logits from
         return torch.cat([torch.zeros_like(f), (f - 0.5) * 100, torch.full_like(f, -1e3)], dim=1)
 
 
