@@ -13,12 +13,12 @@ table already counts, never an input to a choice.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
+from da.provenance import git_state
 from da.train import load_trained, predict_split
 
 CLASSES = ("background", "main", "tie")
@@ -47,10 +47,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    state = git_state()
+    commit = state["commit"][:7] + ("-dirty" if state["dirty"] else "")
     lines = ["# rebar2d: target_test confusion of finished runs (rows: true class, shares of it)", "",
              f"Command: `python experiments/rebar2d_confusion.py {' '.join(sys.argv[1:])}`  ",
-             f"Commit: `{commit or 'unknown'}`; last checkpoints; whole images by sliding windows.", ""]
+             f"Commit: `{commit}`; last checkpoints; whole images by sliding windows.", ""]
     torch.set_grad_enabled(False)
     for run_dir in args.runs:
         lines += confusion_lines(run_dir, args.device)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+
+from da.provenance import git_state
 
 TIE = 2
 SPLIT_MASKS = {"source_train": "source_train/masks", "source_val": "source_val/masks",
@@ -96,10 +97,11 @@ def main() -> None:
     p.add_argument("folders", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    state = git_state()
+    commit = state["commit"][:7] + ("-dirty" if state["dirty"] else "")
     lines = ["# rebar2d: tie labels of source and target, from the rendered masks", "",
              f"Command: `python experiments/rebar2d_label_shift.py {' '.join(sys.argv[1:])}`  ",
-             f"Commit: `{commit or 'unknown'}`. Target masks are read here to DESCRIBE the data; "
+             f"Commit: `{commit}`. Target masks are read here to DESCRIBE the data; "
              "no setting was chosen from them.", ""]
     for folder in args.folders:
         lines += folder_table(folder)

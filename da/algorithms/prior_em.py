@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from da.algorithms.base import ALGORITHMS, Algorithm
+from da.algorithms.base import ALGORITHMS, IGNORE_INDEX, Algorithm
 from da.config import AlgorithmConfig
 from da.registry import register
 
@@ -135,14 +135,14 @@ class PriorEM(Algorithm):
         # (its BatchNorm statistics, no dropout), and BatchNorm must not drift.
         return super().train(False)
 
-    def calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+    def calibrated(self, logits: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """logits / T + b (+ offset), per class along dim 1 of (B, K) or (B, K, *spatial)."""
+        per_class = self.bias if offset is None else self.bias + offset
         shape = (1, -1) + (1,) * (logits.dim() - 2)
-        return logits / self.log_temperature.exp() + self.bias.to(logits.dtype).view(shape)
+        return logits / self.log_temperature.exp() + per_class.to(logits.dtype).view(shape)
 
     def head(self, features):
-        logits = self.calibrated(self.task_head(features))
-        shape = (1, -1) + (1,) * (logits.dim() - 2)
-        return logits + self.log_prior_ratio.to(logits.dtype).view(shape)
+        return self.calibrated(self.task_head(features), self.log_prior_ratio)
 
     def priors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(source prior, target prior) as currently estimated."""
@@ -168,8 +168,6 @@ class PriorEM(Algorithm):
         filled.fill_(start + room)
 
     def _fit_calibration(self, source) -> None:
-        from da.algorithms.base import IGNORE_INDEX
-
         logits = flat_logits(self.task_head(self.features(source)))
         labels = source["label"].reshape(-1)
         keep = labels != IGNORE_INDEX
