@@ -54,6 +54,50 @@ def test_color_jitter_changes_the_image_only_and_is_seeded_by_the_key():
         SegmentationImages(images, masks, crop=32, augment=True, color_jitter=-1)
 
 
+def test_warped_crop_convention_identity_and_a_quarter_turn():
+    from da.data.segmentation2d import warped_crop
+
+    image = torch.zeros(3, 40, 48)
+    image[:, :, :] = torch.arange(48.0).view(1, 1, 48) + 100 * torch.arange(40.0).view(1, 40, 1)
+    mask = (torch.arange(40).view(40, 1) // 5 % 3).expand(40, 48).clone()  # horizontal stripes
+    x, y = warped_crop(image, mask, (19.5, 23.5), 16, torch.eye(2))
+    assert torch.allclose(x, image[:, 12:28, 16:32], atol=1e-3) and torch.equal(y, mask[12:28, 16:32])
+    quarter = torch.tensor([[0.0, -1.0], [1.0, 0.0]])  # output (row, col) -> source (-col, row)
+    x, y = warped_crop(image, mask, (19.5, 23.5), 16, quarter)
+    assert (y == y[:1]).all() and not (y == y[:, :1]).all()  # stripes now run top to bottom
+    assert torch.allclose(x[0], image[0, 12:28, 16:32].T.flip(1), atol=1e-3)
+
+
+def test_geometric_augmentation_moves_image_and_mask_together_and_keeps_the_stream():
+    from da.data.segmentation2d import random_affine
+
+    masks = np.zeros((3, 96, 96), np.uint8)
+    for k, (lo, hi) in ((1, (20, 34)), (2, (60, 70))):
+        masks[:, lo:hi, :] = k  # two thick horizontal bars
+        masks[:, :, lo + 5:hi + 5] = k  # and two vertical ones
+    images = np.repeat(masks[:, None] * 100, 3, axis=1).astype(np.uint8)  # the image encodes its mask
+    keys = [(i % 3, 11 + i) for i in range(12)]
+    geo = SegmentationImages(images, masks, crop=64, augment=True, geometric=1.0)
+    batch = geo.__getitems__(keys)
+    raw = (batch["image"][:, 0] * 0.229 + 0.485) * 255
+    agree = ((raw - batch["label"].float() * 100).abs() < 50).float().mean().item()
+    assert agree > 0.9, agree  # 0.98 here (bilinear blurs edges only); against the unwarped mask: 0.37
+    plain = SegmentationImages(images, masks, crop=64, augment=True).__getitems__(keys)["label"]
+    changed = (plain != batch["label"]).float().mean().item()
+    assert changed > 0.2, changed  # 0.62 here: the views really changed
+    assert torch.equal(geo.__getitems__(keys)["label"], batch["label"])  # exact resume
+    off = SegmentationImages(images, masks, crop=64, augment=True, geometric=0.0).__getitems__(keys)
+    assert torch.equal(off["label"], plain)  # off: the stream runs without it are unchanged
+    g = torch.Generator().manual_seed(0)
+    assert torch.allclose(random_affine(0.0, g), torch.eye(2))
+    dets = torch.stack([random_affine(0.5, g).det().abs() for _ in range(300)])
+    # |det| = 1 / (zoom^2 squash): zoom in exp(+-0.3), squash in [0.65, 1]
+    assert dets.min() > np.exp(-0.6) - 1e-4 and dets.max() < np.exp(0.6) / 0.65 + 1e-4
+    assert dets.max() / dets.min() > 2.0  # and the draws do spread over that range
+    with pytest.raises(ValueError, match="geometric"):
+        SegmentationImages(images, masks, crop=64, augment=True, geometric=1.5)
+
+
 def test_focus_crops_hold_the_rare_class_and_uniform_crops_rarely_do():
     masks = np.zeros((4, 128, 128), np.uint8)
     masks[:, 40:80, :] = 1  # a thick main bar
@@ -99,6 +143,7 @@ def tiny2d(tmp_path_factory):
 @pytest.mark.parametrize("model,algo", [
     ("unet", ["algorithm.name=source_only"]),
     ("unet", ["algorithm.name=dann", "algorithm.domain_level=dense", "algorithm.domain_rows=256",
+              "data.geometric=0.5", "data.color_jitter=0.5",
               "algorithm.disc_hidden=[32]"]),
     ("unet", ["algorithm.name=dann_stages", "algorithm.output_weight=0.5"]),
     ("unet", ["algorithm.name=adabn"]),

@@ -10,6 +10,11 @@
   with `color_jitter` > 0 each training crop also gets a random photometric change
   (`photometric_jitter`: gamma, contrast, brightness, per-channel gain - the kind of
   change a low warm sun, wet steel and under-exposure make), the mask untouched;
+  with `geometric` > 0 each training crop is instead SAMPLED through a random affine map
+  about its centre (`random_affine`: rotation, zoom, foreshortening along a random axis -
+  what another distance, elevation and azimuth do to a bar's apparent width and
+  direction), image bilinear and mask nearest through the same map, reflected at the
+  image border (image and mask alike, so reflected pixels keep true labels);
 - unaugmented batches (validators, PAD features) are deterministic centre crops;
 - `predict` (what evaluation reports) runs the model over every WHOLE image with sliding
   windows of `crop` px (overlap 1/4, logits averaged where windows overlap), so thin
@@ -69,10 +74,52 @@ def photometric_jitter(x: torch.Tensor, strength: float, g: torch.Generator) -> 
     return v.clamp(0.0, 1.0) * 255.0
 
 
+def random_affine(strength: float, g: torch.Generator) -> torch.Tensor:
+    """(2, 2): output crop offsets (px) -> source image offsets (px), one random view change.
+    With s = strength: rotation +-90 s degrees; zoom exp(+-0.6 s) (s = 0.5: x0.74..x1.35,
+    the spread of the presets' pixels per metre); foreshortening: x(1 - 0.7 s .. 1) along a
+    random axis (s = 0.5: down to x0.65, a plane seen 50 degrees off its normal)."""
+    u = torch.rand(4, generator=g)  # 4 numbers: the same stream always
+    theta = (u[0] * 2 - 1) * (torch.pi / 2) * strength
+    zoom = torch.exp((u[1] * 2 - 1) * 0.6 * strength)
+    squash = 1.0 - 0.7 * strength * u[2]
+    phi = u[3] * torch.pi
+
+    def rot(a: torch.Tensor) -> torch.Tensor:
+        c, s = torch.cos(a), torch.sin(a)
+        return torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+
+    # content shrinks by `squash` along phi: one output px spans 1/squash source px there
+    shrink = rot(phi) @ torch.diag(torch.stack([1.0 / squash, torch.tensor(1.0)])) @ rot(-phi)
+    return (shrink @ rot(theta)) / zoom
+
+
+def warped_crop(image: torch.Tensor, mask: torch.Tensor | None, centre: tuple[float, float], crop: int,
+                matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A crop x crop view of (3, H, W) `image` (and (H, W) `mask`) about `centre` (row, col):
+    output pixel offset d from the crop centre shows source pixel centre + matrix @ d.
+    Image bilinear, mask nearest (labels are never blended), both reflected at the border."""
+    h, w = image.shape[1:]
+    half = (crop - 1) / 2
+    axis = torch.arange(crop, dtype=torch.float32) - half
+    dy, dx = torch.meshgrid(axis, axis, indexing="ij")
+    offsets = torch.stack([dy.flatten(), dx.flatten()])  # (2, crop^2), (row, col)
+    src = matrix.float() @ offsets + torch.tensor(centre, dtype=torch.float32).view(2, 1)
+    # grid_sample wants (x, y) in [-1, 1] with align_corners=True: -1 = first pixel centre
+    grid = torch.stack([src[1] / (w - 1) * 2 - 1, src[0] / (h - 1) * 2 - 1], -1).view(1, crop, crop, 2)
+    x = torch.nn.functional.grid_sample(image[None].float(), grid, mode="bilinear",
+                                        padding_mode="reflection", align_corners=True)[0]
+    y = None
+    if mask is not None:
+        y = torch.nn.functional.grid_sample(mask[None, None].float(), grid, mode="nearest",
+                                            padding_mode="reflection", align_corners=True)[0, 0].long()
+    return x, y
+
+
 class SegmentationImages(Dataset):
     def __init__(self, images: np.ndarray, masks: np.ndarray | None, crop: int, augment: bool,
                  num_classes: int = 3, input_key: str = "image", focus_share: float = 0.0,
-                 color_jitter: float = 0.0):
+                 color_jitter: float = 0.0, geometric: float = 0.0):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, H, W), got {images.shape}")
         if masks is not None and masks.shape != (images.shape[0], *images.shape[2:]):
@@ -89,6 +136,9 @@ class SegmentationImages(Dataset):
         if color_jitter < 0:
             raise ValueError(f"color_jitter must be >= 0, got {color_jitter}")
         self.color_jitter = color_jitter if augment else 0.0
+        if not 0.0 <= geometric <= 1.0:
+            raise ValueError(f"geometric must be in [0, 1], got {geometric}")
+        self.geometric = geometric if augment else 0.0
 
     def _rare_pixels(self, keep: int = 4096) -> list[torch.Tensor]:
         """Per image, (n, 2) (row, col) of up to `keep` pixels of the rarest class present
@@ -124,8 +174,13 @@ class SegmentationImages(Dataset):
                     top, left = min(max(r - c // 2, 0), h - c), min(max(q - c // 2, 0), w - c)
             else:
                 top, left, flip = (h - c) // 2, (w - c) // 2, False
-            x = self.images[i, :, top:top + c, left:left + c]
-            y = None if self.masks is None else self.masks[i, top:top + c, left:left + c]
+            if self.geometric > 0:  # drawn only when on: runs without it keep their stream
+                mask = None if self.masks is None else self.masks[i]
+                centre = (top + (c - 1) / 2, left + (c - 1) / 2)
+                x, y = warped_crop(self.images[i], mask, centre, c, random_affine(self.geometric, g))
+            else:
+                x = self.images[i, :, top:top + c, left:left + c]
+                y = None if self.masks is None else self.masks[i, top:top + c, left:left + c]
             if flip:
                 x = x.flip(-1)
                 y = None if y is None else y.flip(-1)
@@ -236,6 +291,7 @@ class Rebar2dConfig(DataConfig):
     crop: int = 192  # training crops and evaluation windows, px
     focus_share: float = 0.0  # share of labeled training crops centred on a tie pixel
     color_jitter: float = 0.0  # photometric augmentation of training crops (0 = off; 0.5 = strong)
+    geometric: float = 0.0  # random affine view change of training crops (0 = off; 0.5 = strong)
 
     def validate(self) -> None:
         from data_tools.rebar2d import SHIFTS
@@ -252,6 +308,8 @@ class Rebar2dConfig(DataConfig):
             raise ValueError(f"data.focus_share must be in [0, 1], got {self.focus_share}")
         if self.color_jitter < 0:
             raise ValueError(f"data.color_jitter must be >= 0, got {self.color_jitter}")
+        if not 0.0 <= self.geometric <= 1.0:
+            raise ValueError(f"data.geometric must be in [0, 1], got {self.geometric}")
 
 
 @register(DATASETS, "rebar2d", Rebar2dConfig)
@@ -275,7 +333,8 @@ def build_rebar2d_data(cfg: Rebar2dConfig) -> DomainData:
     def wrap(x, y, train):
         return SegmentationImages(x, y, cfg.crop, augment=train and cfg.augment, num_classes=k,
                                   focus_share=cfg.focus_share if train else 0.0,
-                                  color_jitter=cfg.color_jitter if train else 0.0)
+                                  color_jitter=cfg.color_jitter if train else 0.0,
+                                  geometric=cfg.geometric if train else 0.0)
 
     return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
                       target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
