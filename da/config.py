@@ -146,7 +146,24 @@ def resolve(raw: DictConfig, where: str = "config") -> Config:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{where}: {exc}") from None
     validate(cfg, where)
+    fill_normalisation(cfg, where)
     return cfg
+
+
+def fill_normalisation(cfg: Config, where: str = "config") -> None:
+    """An image dataset's `normalisation: auto` becomes the model's (da.normalisation), so
+    the batches are scaled as the network's weights were trained; naming another is refused."""
+    from da import normalisation
+
+    if not hasattr(cfg.data, "normalisation"):
+        return  # not an image dataset
+    wanted = normalisation.of_model(cfg.model)
+    if cfg.data.normalisation == "auto":
+        cfg.data.normalisation = wanted or normalisation.DEFAULT
+    elif wanted and cfg.data.normalisation != wanted:
+        raise ConfigError(f"{where}: data.normalisation={cfg.data.normalisation}, but model.name="
+                          f"{cfg.model.name} (arch {getattr(cfg.model, 'arch', '-')}) reads inputs normalised "
+                          f"as '{wanted}'; leave data.normalisation at auto")
 
 
 def validate(cfg: Config, where: str = "config") -> None:

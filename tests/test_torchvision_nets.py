@@ -109,7 +109,7 @@ def test_bad_weights_give_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="junk.pth: not a readable state dict"):
         _parts(weights=str(bad), strategy="feature_extractor")
     path, _ = _weights(tmp_path, "mobilenet_v3_small")
-    with pytest.raises(ValueError, match="does not fit torchvision resnet18"):
+    with pytest.raises(ValueError, match="does not fit resnet18"):
         _parts(weights=str(path), strategy="feature_extractor")
     with pytest.raises(ValueError, match="needs pretrained weights"):
         _parts(strategy="feature_extractor")

@@ -8,8 +8,10 @@ A dataset folder holds one sub-folder per split, each with one sub-folder per cl
 
 Classes are the sorted folder names of train/ (val/ and test/ must not add any). Images
 are decoded once, resized (shorter side, then centre crop) to `image_size` and held in
-memory as uint8; batches are normalised with ImageNet's mean and std (what torchvision's
-pretrained weights expect) and, for training, randomly flipped and shifted.
+memory as uint8; batches are normalised as the model's weights expect (`normalisation`,
+filled from the model when `auto`: ImageNet's mean / std for torchvision's networks,
+(x - 127) / 128 for EfficientNet-Lite; see da.normalisation) and, for training, randomly
+flipped and shifted.
 
 Transfer learning: `path` is the target task; its train split is the labeled stream.
 Domain adaptation: `target_path` names a second folder whose train split is used WITHOUT
@@ -26,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from da import normalisation
 from da.config import DataConfig
 from da.data import DATASETS, ArrayDataset, DomainData, transforms
+from da.normalisation import Normalise
 from da.registry import register
 from data_tools.splits import DatasetFileError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def read_image(path: Path, size: int) -> np.ndarray:
@@ -91,12 +93,6 @@ def load_split_images(folder: Path, size: int, classes: list[str] | None = None,
     return x, y[keep], classes
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x.float() / 255.0 - mean) / std
-
-
 def augment_images(x: torch.Tensor, g: torch.Generator, max_shift: int) -> torch.Tensor:
     flip = torch.rand(x.shape[0], generator=g) < 0.5
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
@@ -112,12 +108,14 @@ class ImageFolderConfig(DataConfig):
     per_class: int = 0  # > 0: keep this many training images per class
     data_seed: int = 0
     max_shift: int = 4  # augmentation: random translation in pixels (+ horizontal flips)
+    normalisation: str = "auto"  # auto = the model's (da.normalisation) | imagenet | tf_lite
 
     def validate(self) -> None:
         if not self.path:
             raise ValueError("data.path must name an image folder with train/ val/ test/")
         if self.image_size < 16 or self.per_class < 0:
             raise ValueError("need image_size >= 16 and per_class >= 0")
+        normalisation.check(self.normalisation)
 
 
 @register(DATASETS, "image_folder", ImageFolderConfig)
@@ -136,6 +134,7 @@ def build_image_folder(cfg: ImageFolderConfig) -> DomainData:
     else:
         x_tt = x_tr
         x_te, y_te, _ = load_split_images(root / "test", cfg.image_size, classes)
+    normalise = Normalise(normalisation.resolved(cfg.normalisation))
     source_train = ArrayDataset(x_tr, y_tr, "image", normalise, augment)
     return DomainData(
         source_train=source_train,
@@ -168,6 +167,7 @@ class RenderedClassesConfig(ImageFolderConfig):
     def validate(self) -> None:
         if self.image_size < 16 or self.per_class < 0:
             raise ValueError("need image_size >= 16 and per_class >= 0")
+        normalisation.check(self.normalisation)
 
 
 TARGET_SEED_OFFSET = 1000  # the target domain's cages come from other seeds than the source's
@@ -218,6 +218,7 @@ class DigitsMFolderConfig(ImageFolderConfig):
     def validate(self) -> None:
         if self.image_size < 16 or self.per_class < 0 or self.train_blends < 1:
             raise ValueError("need image_size >= 16, per_class >= 0 and train_blends >= 1")
+        normalisation.check(self.normalisation)
 
 
 @register(DATASETS, "digits_m_folder", DigitsMFolderConfig)

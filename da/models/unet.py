@@ -30,7 +30,12 @@ from torch import nn
 
 from da.config import ModelConfig
 from da.models import MODELS, ModelParts
-from da.models.torchvision_nets import TorchvisionConfig, build_backbone, load_pretrained
+from da.models.torchvision_nets import (
+    TorchvisionConfig,
+    build_backbone,
+    input_normalisation,
+    load_pretrained,
+)
 from da.registry import register
 
 
@@ -54,6 +59,9 @@ class UNetConfig(ModelConfig):
             raise ValueError("decoder_channels: 5 widths, one per upsampling step (H/16, H/8, H/4, H/2, H)")
         if self.full_res_channels < 1:
             raise ValueError("full_res_channels must be >= 1")
+
+    def input_normalisation(self) -> str:
+        return input_normalisation(self.arch)
 
 
 def conv_bn(cin: int, cout: int) -> nn.Sequential:
@@ -123,6 +131,9 @@ def build_unet(cfg: UNetConfig, data) -> ModelParts:
 class DeepLabConfig(ModelConfig):
     name: str = "deeplabv3"
     weights: str = ""  # a ResNet-50 state dict / export / run folder for the backbone
+
+    def input_normalisation(self) -> str:
+        return "imagenet"  # torchvision's ResNet-50 backbone
 
 
 class DeepLabFeatures(nn.Module):
