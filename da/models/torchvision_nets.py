@@ -56,6 +56,11 @@ class TorchvisionConfig(ModelConfig):
     stage: int = 0  # for features_from / finetune_from: 1 .. number of stages
     head_hidden: list[int] = field(default_factory=list)
     dropout: float = 0.0  # before the new head
+    # BatchNorm running-statistics momentum of the trained stages; 0 = the arch's own
+    # (torchvision 0.1; EfficientNet-Lite 0.01, TF's decay 0.99 meant for ~350k ImageNet
+    # steps: over an 80-step run its running statistics lag the weights - scratch Lite0
+    # stayed at chance on target-val - so the transfer table's small_bn profile sets 0.1).
+    bn_momentum: float = 0.0
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
@@ -70,6 +75,8 @@ class TorchvisionConfig(ModelConfig):
                              "(weights=imagenet or weights=PATH)")
         if self.strategy in ("features_from", "finetune_from") and self.stage < 1:
             raise ValueError(f"strategy {self.strategy} needs stage >= 1 (1 = first stage after the stem)")
+        if not 0.0 <= self.bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in [0, 1] (0 = the arch's own), got {self.bn_momentum}")
         if self.strategy not in ("features_from", "finetune_from") and self.stage:
             raise ValueError(f"stage is only read by features_from / finetune_from, not {self.strategy}")
 
@@ -254,6 +261,10 @@ class StagedBackbone(nn.Module):
 def build_backbone(cfg: TorchvisionConfig, input_key: str) -> tuple[StagedBackbone, str]:
     cfg.validate()
     net = torchvision_model(cfg.arch)
+    if cfg.bn_momentum > 0:
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = cfg.bn_momentum
     source = load_pretrained(cfg.arch, net, cfg.weights) if cfg.weights else "random"
     stages = stages_of(cfg.arch, net)
     n = len(stages) - 1
