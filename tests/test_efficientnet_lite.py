@@ -177,3 +177,14 @@ def test_every_strategy_trains_end_to_end(tmp_path, strategy, stage):
     final = read_results(run_dir)[-1]
     assert final["step"] == 3 and 0.0 <= final["target_acc"] <= 1.0 and (run_dir / "done").exists()
     assert "normalisation: tf_lite" in (run_dir / "config.yaml").read_text()
+
+
+def test_bn_momentum_reaches_every_batchnorm_and_zero_keeps_the_archs_own():
+    def momenta(**kw):
+        fe = build_model(TorchvisionConfig(arch="efficientnet_lite0", strategy="scratch", **kw), DATA).feature_extractor
+        return {m.momentum for m in fe.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+    assert momenta() == {lite.BN_MOMENTUM} == {0.01}  # TF's decay 0.99
+    assert momenta(bn_momentum=0.1) == {0.1}
+    with pytest.raises(ValueError, match="bn_momentum"):
+        TorchvisionConfig(strategy="scratch", bn_momentum=2.0).validate()
