@@ -150,9 +150,10 @@ def read_ifc(path: str | Path, role_map: Mapping[str, str | None] | None = None,
                                  default_role)
     except DatasetFileError:
         raise
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RuntimeError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RuntimeError, AssertionError) as exc:
         # A file that parses but whose entities are broken (found by data_tools.fuzz: a
-        # truncated reference, a point with the wrong arity) fails deep in ifcopenshell.
+        # truncated reference, a point with the wrong arity) fails deep in ifcopenshell -
+        # its util.placement asserts on a placement's point arity (a truncated file, case 318).
         raise DatasetFileError(f"{path}: corrupt IFC model ({type(exc).__name__}: {exc})") from None
 
 
