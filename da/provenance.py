@@ -50,9 +50,21 @@ def machine(device: torch.device | None = None) -> dict:
     return info
 
 
+def cpu_model() -> str:
+    """The CPU's model name (machines of one kind differ: AMD EPYC, Intel Xeon), from
+    /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine_summary() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
+    return f"{platform.machine()} {cpu_model()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
 
 
 def provenance(seed: int, data_seed: int | None, device: torch.device) -> dict:

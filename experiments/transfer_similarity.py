@@ -25,8 +25,6 @@ target-test labels here only score the probes and are reported as such.
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -105,12 +103,6 @@ def probe(train_x, train_y, test_x, test_y) -> float:
     return float(clf.fit(train_x, train_y).score(test_x, test_y))
 
 
-def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in subprocess.run(["lscpu"], capture_output=True, text=True)
-                .stdout.splitlines() if ln.startswith("Model name")), platform.processor())
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=64)
@@ -121,7 +113,7 @@ def main() -> None:
     from da.data import build_data
     from da.models import efficientnet_lite as lite
     from da.normalisation import Normalise
-    from da.provenance import git_state
+    from da.provenance import git_state, machine_summary
 
     normalise = Normalise(lite.INPUT_NORMALISATION)
     imagenet = lite.imagenet_classifier("efficientnet_lite0")
@@ -149,7 +141,7 @@ def main() -> None:
     git = git_state()
     lines = ["# How similar are the transfer targets to ImageNet? (EfficientNet-Lite0, measured)", "",
              f"From `python experiments/transfer_similarity.py` at commit {git['commit'][:12]}"
-             f"{' (dirty)' if git['dirty'] else ''}; machine: {machine()}. {args.size} px, the network's "
+             f"{' (dirty)' if git['dirty'] else ''}; machine: {machine_summary()}, {torch.get_num_threads()} threads. {args.size} px, the network's "
              "own normalisation; no randomness but the crop positions (seed 0) and the random-init network "
              "(torch seed 0).", "",
              "| images | ImageNet max-softmax (mean ± std) | separable from natural crops (5-fold CV acc.) "
