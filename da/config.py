@@ -49,7 +49,7 @@ class OptimConfig:
     schedule: str = "dann"  # dann (mu_0 / (1 + alpha p)^beta) | cosine | constant
     alpha: float = 10.0
     beta: float = 0.75
-    feature_lr_mult: float = 1.0  # lr multiplier of the feature extractor (e.g. 0.1 when pretrained)
+    feature_lr_mult: float = 1.0  # lr multiplier of the pretrained part (the feature extractor, or the U-Net encoder)
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     amp: bool = False  # mixed precision (CUDA only; ignored on CPU)
     amp_dtype: str = "bfloat16"  # bfloat16 (no loss scaling needed) | float16 (with a GradScaler)

@@ -77,9 +77,10 @@ def build_run(cfg: Config, device: torch.device, data: DomainData | None = None)
     algorithm = build_algorithm(cfg.algorithm, parts.feature_extractor, parts.task_head)
     algorithm = algorithm.to(device, dtype=DTYPES[cfg.train.dtype])
     algorithm.class_weights = data.class_weights  # None = plain cross-entropy
-    feature_ids = {id(p) for p in algorithm.feature_parameters()}
+    slow = parts.slow_parameters if parts.slow_parameters is not None else algorithm.feature_parameters()
+    feature_ids = {id(p) for p in slow}
     groups = [
-        {"params": algorithm.feature_parameters(), "lr": cfg.optim.lr * cfg.optim.feature_lr_mult},
+        {"params": slow, "lr": cfg.optim.lr * cfg.optim.feature_lr_mult},
         {"params": [p for p in algorithm.parameters() if id(p) not in feature_ids], "lr": cfg.optim.lr},
     ]
     if cfg.optim.name == "sgd":

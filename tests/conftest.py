@@ -23,3 +23,11 @@ def moons_overrides(data_root) -> list[str]:
 def moons_configs(dann: bool) -> list[Path]:
     base = [REPO / "experiments/configs/moons.yaml"]
     return base + ([REPO / "experiments/configs/moons_dann.yaml"] if dann else [])
+
+
+@pytest.fixture(scope="session")
+def tiny2d(tmp_path_factory):
+    """Overrides for a tiny rendered rebar2d dataset (time shift), rendered once per session."""
+    root = tmp_path_factory.mktemp("r2d")
+    return ["data.name=rebar2d", f"data.root={root}", "data.shift=time", "data.images=[2,1,2,1]",
+            "data.size=[96,96]", "data.views=2", "data.crop=64", "data.augment=true"]

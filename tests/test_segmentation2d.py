@@ -133,13 +133,6 @@ def test_sliding_windows_cover_the_whole_image_exactly_once_per_window():
     assert logits.shape == (3, 70, 90) and torch.allclose(logits[0], expect, atol=1e-5)  # averaging is exact
 
 
-@pytest.fixture(scope="module")
-def tiny2d(tmp_path_factory):
-    root = tmp_path_factory.mktemp("r2d")
-    return ["data.name=rebar2d", f"data.root={root}", "data.shift=time", "data.images=[2,1,2,1]",
-            "data.size=[96,96]", "data.views=2", "data.crop=64", "data.augment=true"]
-
-
 @pytest.mark.parametrize("model,algo", [
     ("unet", ["algorithm.name=source_only"]),
     ("unet", ["algorithm.name=dann", "algorithm.domain_level=dense", "algorithm.domain_rows=256",

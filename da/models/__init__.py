@@ -23,6 +23,10 @@ MODELS: dict[str, Entry] = {}
 class ModelParts:
     feature_extractor: nn.Module
     task_head: nn.Module
+    # what optim.feature_lr_mult scales; None = the whole feature extractor. A model whose
+    # feature extractor joins a pretrained part and new layers (the U-Net: encoder +
+    # decoder) names the pretrained part, so the new layers learn at the full rate.
+    slow_parameters: list[nn.Parameter] | None = None
 
 
 def build_model(cfg, data) -> ModelParts:
