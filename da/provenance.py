@@ -44,7 +44,7 @@ def package_versions() -> dict:
 
 def machine(device: torch.device | None = None) -> dict:
     info = {"host": platform.node(), "platform": platform.platform(), "processor": platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+            "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     if device is not None and device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

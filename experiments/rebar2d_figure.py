@@ -10,6 +10,13 @@
     python experiments/rebar2d_figure.py [--shifts assembly time position all]
         [--predict time all] [--rows source_only dann_stages train_on_target]
         [--profile standard] [--seed 0] [--images 0 1]
+        [--runs runs/tables/rebar2d] [--name imagenet]
+
+Each run predicts on data built from its own config (an ImageNet-encoder run reads its own
+normalisation), so rows of the rebar2d and rebar2d_imagenet tables mix freely, e.g.
+    python experiments/rebar2d_figure.py --shifts --predict all --profile long
+        --runs runs/tables/rebar2d_imagenet --name imagenet --images 0 3
+        --rows imagenet_source_only imagenet_photometric_source_only imagenet_train_on_target
 """
 
 from __future__ import annotations
@@ -21,11 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from da.config import load_config
-from da.data import build_data
 from da.data.segmentation2d import overlay
-
-CONFIG = "experiments/configs/rebar2d.yaml"
 
 
 def resized(a: np.ndarray, size: int) -> np.ndarray:
@@ -65,25 +68,27 @@ def shifts_figure(shifts: list[str], out: Path, seed: int, per_domain: int = 2) 
     return path
 
 
-def predictions_figure(shift: str, rows: list[str], runs: Path, seed: int, images: list[int], out: Path) -> Path:
+def predictions_figure(shift: str, rows: list[str], runs: Path, seed: int, images: list[int], out: Path,
+                       name: str = "") -> Path:
+    """Each run predicts on data built from its own config.yaml (so an ImageNet-encoder run
+    gets its own input normalisation); the tiles show the first run's target_test images."""
     from da.train import load_trained
 
-    data = build_data(load_config(CONFIG, [f"data.shift={shift}"]).data)
-    ds = data.target_test
     device = torch.device("cpu")
-    preds = {}
+    preds, ds = {}, None
     for row in rows:
         run_dir = runs / f"{shift}_{row}" / f"seed{seed}"
-        run = load_trained(run_dir, "last.pt", device, data=data)
-        run.algorithm.eval()
-        preds[row] = [ds.logits(run.algorithm, i, device).argmax(0).numpy().astype(np.uint8) for i in images]
+        run = load_trained(run_dir, "last.pt", device)
+        ds = run.data.target_test if ds is None else ds
+        preds[row] = [run.data.target_test.logits(run.algorithm, i, device).argmax(0).numpy().astype(np.uint8)
+                      for i in images]
     lines = []
     for k, i in enumerate(images):
         img, truth = tile_of(ds, i)
         tiles = [labelled(img, f"{shift} target_test {i}"), labelled(truth, "truth")]
         tiles += [labelled(tile_of(ds, i, preds[row][k])[1], row) for row in rows]
         lines.append(np.concatenate(tiles, axis=1))
-    path = out / f"rebar2d_predictions_{shift}.png"
+    path = out / f"rebar2d_predictions_{name or shift}.png"
     Image.fromarray(np.concatenate(lines, axis=0)).save(path)
     return path
 
@@ -98,13 +103,16 @@ def main() -> None:
     parser.add_argument("--images", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--runs", default="runs/tables/rebar2d")
     parser.add_argument("--out", default="experiments/results")
+    parser.add_argument("--name", default="", help="figure name suffix (default: the shift)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.shifts:
         print(shifts_figure(args.shifts, out, args.seed))
     for shift in args.predict:
-        print(predictions_figure(shift, args.rows, Path(args.runs) / args.profile, args.seed, args.images, out))
+        name = f"{args.name}_{shift}" if args.name else ""
+        print(predictions_figure(shift, args.rows, Path(args.runs) / args.profile, args.seed, args.images, out,
+                                 name))
 
 
 if __name__ == "__main__":

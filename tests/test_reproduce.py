@@ -5,6 +5,7 @@ import json
 import pytest
 
 from da.cli import main
+from da.provenance import cpu_model
 from tests.conftest import REPO
 
 TABLE = """
@@ -92,6 +93,7 @@ def test_reproduce_writes_tables_and_resumes(table, tmp_path, capsys):
     run = runs / "tables/tiny/quick/source_only/seed0"
     prov = json.loads((run / "provenance.json").read_text())
     assert {"git", "packages", "machine", "seeds"} <= set(prov) and prov["seeds"]["run"] == 0
+    assert prov["machine"]["cpu_model"] == cpu_model() and prov["machine"]["cpu_model"]  # not only "x86_64"
     assert (run / "config.yaml").read_text().count("target_labeled: false") == 1
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert (run / "checkpoints/best.pt").exists() and (run / "checkpoints/last.pt").exists()
