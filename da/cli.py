@@ -1,4 +1,4 @@
-"""The `da` command: train, reproduce, config, evaluate, validate, predict, export-backbone, view."""
+"""The `da` command: train, reproduce, index, config, evaluate, validate, predict, export-backbone, view."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_index(args) -> int:
+    from da.results_index import RESULTS_ROOT, write_index
+
+    print(write_index(Path(args.root) if args.root else RESULTS_ROOT))
+    return 0
+
+
 def cmd_config(args) -> int:
     from da.config import load_config, to_yaml
 
@@ -35,9 +42,10 @@ def cmd_config(args) -> int:
 def cmd_reproduce(args) -> int:
     from da.reproduce import command_line, reproduce
 
-    reproduce(args.table, args.profile, args.seeds, Path(args.out), Path(args.runs), command_line(),
+    reproduce(args.table, args.profile, args.seeds, Path(args.out) if args.out else None, Path(args.runs),
+              command_line(),
               args.rows, args.finished_only, args.allow_dirty,
-              Path(args.carry) if args.carry else None)
+              Path(args.carry) if args.carry else None, args.name)
     return 0
 
 
@@ -111,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("table", help="table name in experiments/tables/ or a path to a table YAML")
     p.add_argument("--profile", default="standard", help="quick | standard | full (as the table defines)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the profile's seeds")
-    p.add_argument("--out", default="experiments/results", help="where TABLE.PROFILE.md/.json go")
+    p.add_argument("--out", default=None,
+                   help="where TABLE.PROFILE.md/.json go (default: the table's study folder, "
+                        "experiments/results/<study>/, and INDEX.md is rewritten)")
+    p.add_argument("--name", default=None,
+                   help="file name without suffix (default TABLE.PROFILE[.subset][.partial]), e.g. for a "
+                        "subset of rows kept beside the full table")
     p.add_argument("--runs", default="runs", help="root of the run folders")
     p.add_argument("--rows", nargs="+", default=None, help="only rows matching these patterns (fnmatch)")
     p.add_argument("--carry", default=None, metavar="RESULTS_JSON",
@@ -156,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="file to write (.pth); use it as model.weights=FILE")
     p.add_argument("--checkpoint", default="last.pt", help="last.pt or best.pt")
     p.set_defaults(fn=cmd_export_backbone)
+
+    p = sub.add_parser("index", help="rewrite experiments/results/INDEX.md (study -> table -> command -> commit)")
+    p.add_argument("--root", default=None, help="the results folder (default experiments/results)")
+    p.set_defaults(fn=cmd_index)
 
     p = sub.add_parser("view", help="look at a cloud or prediction in Open3D (or --screenshot headless)")
     p.add_argument("cloud", help="any format data_tools reads, e.g. RUN_DIR/predictions/target_test_0000.ply")

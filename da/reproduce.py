@@ -3,6 +3,7 @@
 A table YAML (experiments/tables/NAME.yaml):
 
     description: text
+    study: rebar2d                               # results folder: experiments/results/rebar2d/
     configs: [experiments/configs/base.yaml]     # merged first, in order
     primary_metric: target_acc
     metrics: [target_acc, source_val_acc, pad]
@@ -56,9 +57,11 @@ from omegaconf import OmegaConf
 from da.config import ConfigError, load_config
 from da.logging import read_results
 from da.provenance import git_state, machine_summary
+from da.results_index import study_folder, write_index
 from da.train import train
 
-TABLE_KEYS = {"description", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles", "figure"}
+TABLE_KEYS = {"description", "study", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles",
+              "figure"}
 ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline", "select", "init_from",
             "weights_from", "oracle"}
 # weights_from: the pretrained network is ONE run (this seed) of the named row; the rows
@@ -97,6 +100,7 @@ class Table:
     rows: list[Row]
     profiles: dict[str, dict]
     figure: str | None = None
+    study: str = ""  # its results folder: experiments/results/<study>/ (da.results_index)
 
 
 def _check(keys, valid: set, where: str) -> None:
@@ -165,7 +169,8 @@ def load_table(name_or_path: str) -> Table:
     metrics = list(raw.get("metrics", ["target_acc"]))
     primary = raw.get("primary_metric", metrics[0])
     return Table(path.stem, path, raw.get("description", ""), list(raw.get("configs", [])), primary,
-                 metrics, list(raw.get("seeds", [0, 1, 2])), rows, profiles, raw.get("figure"))
+                 metrics, list(raw.get("seeds", [0, 1, 2])), rows, profiles, raw.get("figure"),
+                 str(raw.get("study", path.stem)))
 
 
 def run_dir(runs_root: Path, table: Table, profile: str, row: Row, seed: int) -> Path:
@@ -408,11 +413,15 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
 
 
 def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = None,
-              out_dir: Path = Path("experiments/results"), runs_root: Path = Path("runs"),
+              out_dir: Path | None = None, runs_root: Path = Path("runs"),
               command: str | None = None, only_rows: list[str] | None = None,
               finished_only: bool = False, allow_dirty: bool = False,
-              carry: Path | None = None) -> dict:
-    """only_rows: fnmatch patterns; only matching rows run (e.g. to split a table over processes).
+              carry: Path | None = None, stem_name: str | None = None) -> dict:
+    """out_dir: where the table goes; None = its study's folder, experiments/results/<study>/,
+    and the results index (INDEX.md) is rewritten.
+    stem_name: the files' name without suffix (default TABLE.PROFILE[.subset][.partial]), for
+    a subset kept beside the full table, e.g. rebar2d_long_six_seeds.
+    only_rows: fnmatch patterns; only matching rows run (e.g. to split a table over processes).
     finished_only: train nothing; tabulate the runs already done (a row keeps the seeds
     it has, rows with none are listed as missing) into NAME.PROFILE.partial.* when any
     run is missing.
@@ -513,10 +522,13 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         result["carried_runs"] = {"from": str(carry), "runs": carried}
     if any(c.endswith("-dirty") or c == "unknown" for r in rows for c in r["run_commits"]):
         result["dirty_runs"] = True
+    in_results = out_dir is None
+    out_dir = study_folder(table.study) if out_dir is None else out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     # A subset (--rows, or other seeds than the profile's) must not overwrite the full table.
     subset = bool(only_rows) or seeds != list(prof.get("seeds", table.seeds))
-    stem = out_dir / f"{table.name}.{profile}{'.subset' if subset else ''}{'.partial' if missing else ''}"
+    default = f"{table.name}.{profile}{'.subset' if subset else ''}{'.partial' if missing else ''}"
+    stem = out_dir / (stem_name or default)
     if table.figure:
         from da.figures import make_figure
 
@@ -527,6 +539,8 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
     if "figure" in result:
         md += f"\n![{table.figure}]({result['figure']})\n"
     Path(f"{stem}.md").write_text(md)
+    if in_results:
+        write_index()
     print(md, flush=True)
     return result
 

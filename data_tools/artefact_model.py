@@ -46,7 +46,7 @@ separately, for evaluation only.
 
 ``ARTEFACT_PRESETS`` ("mild", "typical", "harsh", by increasing severity): typical and
 harsh are fitted to the mvs mode's statistics by experiments/calibrate_fast.py (table and
-held-out check in experiments/results/fast_calibration.md); mild keeps hand-set values
+held-out check in experiments/results/rebar3d/fast_calibration.md); mild keeps hand-set values
 (its fit was not better on held-out scenes, see there). Every field of ``ArtefactParams``
 is a plain float/int, so ``dataclasses.replace`` and ``asdict`` make them an optimiser's
 vector.
@@ -132,7 +132,7 @@ class ArtefactParams:
 
 # typical and harsh: fitted to the mvs mode by experiments/calibrate_fast.py (values rounded
 # to 4 significant digits; commands, fit and held-out scenes and the side-by-side table in
-# experiments/results/fast_calibration.md / .json). Fitted: keep_background/main/tie,
+# experiments/results/rebar3d/fast_calibration.md / .json). Fitted: keep_background/main/tie,
 # disparity_noise_px, thicken_m, outlier_fraction, width50_px, pixel_stride; baseline_m and
 # voxel_m are the mvs preset's; the rest are the earlier hand-set values.
 # mild: hand-set values kept (only stride_ref_width_px added, which changes nothing at

@@ -9,7 +9,7 @@ one is skipped), so the sweep survives being cut off.
 
     OMP_NUM_THREADS=1 python experiments/ablation_rebar3d.py [--only NAME ...] [--steps 400]
     python experiments/ablation_rebar3d.py --report   # table from finished runs only
-      -> experiments/results/rebar3d_ablation.{md,json}
+      -> experiments/results/rebar3d/rebar3d_ablation.{md,json}
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main() -> int:
     p.add_argument("--runs", type=Path, default=REPO / "runs/ablation_rebar3d")
     p.add_argument("--report", action="store_true", help="only write the table of finished runs")
     p.add_argument("--override", nargs="*", default=[], help="extra config overrides (all variants)")
-    p.add_argument("--out", type=Path, default=REPO / "experiments/results/rebar3d_ablation")
+    p.add_argument("--out", type=Path, default=REPO / "experiments/results/rebar3d/rebar3d_ablation")
     args = p.parse_args()
     if not args.report:
         for name in args.only or VARIANTS:

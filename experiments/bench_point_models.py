@@ -10,7 +10,7 @@ points per second that makes (blocks x points / seconds). The rounds are interle
 and the ratios to the old default - measured in this one run - are what to read.
 
     OMP_NUM_THREADS=2 python experiments/bench_point_models.py [--device auto] [--repeats 5]
-        [--out experiments/results/bench_point_models.md]
+        [--out experiments/results/benchmarks/bench_point_models.md]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ plain, channels_last (NHWC), torch.compile (nn.Module.compile, as train.compile=
 and bf16 autocast (train on CUDA only; on the CPU it is measured here for the record).
 Interleaved rounds (plain, A, B, ... then again) so machine noise hits all alike; the
 printed ratios are steps/s relative to plain in the same round, median over rounds.
-Writes experiments/results/bench_runtime_switches.md.
+Writes experiments/results/benchmarks/bench_runtime_switches.md.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main() -> int:
     for v in variants:
         lines.append(f"| {v} | {statistics.median(rates[v]):.2f} | {statistics.median(ratios[v]):.2f}x | off |")
     text = "\n".join(lines) + "\n"
-    (REPO / "experiments/results/bench_runtime_switches.md").write_text(text)
+    (REPO / "experiments/results/benchmarks/bench_runtime_switches.md").write_text(text)
     print(text)
     return 0
 

@@ -1,6 +1,6 @@
 """Snapshots of one parametric cage per element type, for the README.
 
-    python experiments/cage_snapshots.py [--seed 0] [--out experiments/results/cages]
+    python experiments/cage_snapshots.py [--seed 0] [--out experiments/results/rebar3d/cages]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--density", type=float, default=20000.0, help="points per m^2")
-    parser.add_argument("--out", default="experiments/results/cages")
+    parser.add_argument("--out", default="experiments/results/rebar3d/cages")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ then - when --max-evals leaves more than 8 evaluations - Nelder-Mead polish in a
 transformed space (logit / log); the best point seen wins. Repeated points are memoised.
 --render-only --status-note FILE re-renders the report from the json with a status note.
 Then the fitted presets are validated on HELD-OUT scenes (other elements / seeds) and the
-table of both modes side by side goes to experiments/results/fast_calibration.{md,json}.
+table of both modes side by side goes to experiments/results/rebar3d/fast_calibration.{md,json}.
 
 Statistics follow experiments/three_ways.py: crop region = element bounds +- 0.3 m,
 ground truth for BOTH modes by the nearest source surface (label_by_nearest_surface on the
@@ -333,7 +333,7 @@ def main() -> None:
     ap.add_argument("--render-only", action="store_true",
                     help="only re-render the markdown from the json (e.g. a new status note)")
     ap.add_argument("--cache", default="runs/calibration")
-    ap.add_argument("--out", default="experiments/results")
+    ap.add_argument("--out", default="experiments/results/rebar3d")
     ap.add_argument("--mvs-only", action="store_true", help="only fill the mvs cache")
     args = ap.parse_args()
     size = tuple(args.image_size)

@@ -7,7 +7,7 @@ random variants of one valid file per format; case i of a reader is a function o
 (reader, i), so a finding can be replayed). Each reader runs in a child process that
 reports one line per case: a native crash kills only the child (counted as `crash`, the
 run goes on with the next case), and a case that takes longer than --timeout seconds is
-counted as `hang`. Writes experiments/results/reliability_fuzz.json and prints a table.
+counted as `hang`. Writes experiments/results/reliability/reliability_fuzz.json and prints a table.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main() -> int:
     p.add_argument("--cases", type=int, default=1000)
     p.add_argument("--readers", nargs="+", default=sorted(READERS))
     p.add_argument("--timeout", type=float, default=60.0, help="seconds one case may take before it counts as a hang")
-    p.add_argument("--out", default=str(REPO / "experiments/results/reliability_fuzz.json"))
+    p.add_argument("--out", default=str(REPO / "experiments/results/reliability/reliability_fuzz.json"))
     args = p.parse_args()
     results = []
     print("| reader | cases | loaded | clear error | other error | garbage | crash | hang | seconds |")

@@ -8,7 +8,7 @@ is killed with SIGKILL again and again, each time re-run with the same command: 
 moments, right when a checkpoint's temporary file appears (during the write), and shortly
 after an evaluation starts. Then it runs to the end, and every evaluation line
 (results.jsonl) and every tensor of the final model are compared with the reference.
-Writes experiments/results/reliability_kill.json.
+Writes experiments/results/reliability/reliability_kill.json.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main() -> int:
               "kills_of_a_live_run": sum(r["killed"] for r in log),
               "evaluations_equal": a == b, "evaluations": len(a), "final_model_bit_identical": same_model,
               "final_reference": json.loads(a[-1]), "final_resumed": json.loads(b[-1])}
-    (REPO / "experiments/results/reliability_kill.json").write_text(json.dumps(report, indent=2) + "\n")
+    (REPO / "experiments/results/reliability/reliability_kill.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "kills"}, indent=2))
     return 0 if a == b and same_model else 1
 

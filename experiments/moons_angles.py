@@ -6,7 +6,7 @@ of 64, SGD lr 0.2, momentum 0.9, lambda ramped to 6, 2,000 steps) at rotations 1
 would take about 5 hours for this grid, so they are not in it. Runs live under
 runs/moons_angles/ and are skipped when done, so an interrupted sweep resumes.
 
-    python experiments/moons_angles.py            # -> experiments/results/moons_angles.{png,md,json}
+    python experiments/moons_angles.py            # -> experiments/results/moons/moons_angles.{png,md,json}
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--angles", type=float, nargs="+", default=[10, 20, 30, 40, 50, 60, 70, 80, 90])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--runs", type=Path, default=Path("runs/moons_angles"))
-    ap.add_argument("--out", type=Path, default=REPO / "experiments/results")
+    ap.add_argument("--out", type=Path, default=REPO / "experiments/results/moons")
     args = ap.parse_args()
     acc = {row: {} for row in ROWS}
     for angle in args.angles:

@@ -9,7 +9,7 @@ float64, and reports, per setting: the test's margin (seeds 0-2), every per-seed
 difference, and the smallest mean margin over ANY 5 of the 10 seeds (the worst a machine
 could do if it re-drew the seeds).
 
-    python experiments/moons_test_margin.py            # writes experiments/results/moons_test_margin.md
+    python experiments/moons_test_margin.py            # writes experiments/results/moons/moons_test_margin.md
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
-    ap.add_argument("--out", type=Path, default=REPO / "experiments/results/moons_test_margin.md")
+    ap.add_argument("--out", type=Path, default=REPO / "experiments/results/moons/moons_test_margin.md")
     args = ap.parse_args()
     seeds = list(range(args.seeds))
     lines = ["# Margin of tests/test_moons.py", "",

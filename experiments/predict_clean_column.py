@@ -5,7 +5,7 @@ points/m², what `python -m data_tools ifc` gives for a Revit column), writes it
 labels, runs `da predict RUN_DIR` on it (`--up z`) and compares with the known labels.
 
     python experiments/predict_clean_column.py RUN_DIR [--seed 12345]
-        [--out experiments/results/predict_clean_column.md]
+        [--out experiments/results/rebar3d/predict_clean_column.md]
 """
 
 from __future__ import annotations

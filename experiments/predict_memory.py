@@ -11,7 +11,7 @@ with the number of voxels (voxelisation and the (M, K) votes), not with blocks x
 Each size runs in a fresh subprocess so peaks do not mix.
 
     OMP_NUM_THREADS=2 python experiments/predict_memory.py --run RUN_DIR [--sizes 1 5 20]
-        [--out experiments/results/predict_memory.md]
+        [--out experiments/results/benchmarks/predict_memory.md]
 """
 
 from __future__ import annotations

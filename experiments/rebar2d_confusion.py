@@ -7,7 +7,7 @@ with the share of all pixels each class is predicted as. A description of errors
 table already counts, never an input to a choice.
 
     python experiments/rebar2d_confusion.py runs/tables/rebar2d/long/all_source_only/seed0 ...
-        [--out experiments/results/rebar2d_confusion.md] [--device cpu]
+        [--out experiments/results/rebar2d/rebar2d_confusion.md] [--device cpu]
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--runs", default="runs/tables/rebar2d")
-    parser.add_argument("--out", default="experiments/results")
+    parser.add_argument("--out", default="experiments/results/rebar2d")
     parser.add_argument("--name", default="", help="figure name suffix (default: the shift)")
     args = parser.parse_args()
     out = Path(args.out)

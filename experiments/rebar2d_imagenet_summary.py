@@ -10,7 +10,7 @@ against the scratch oracle's. Scratch rows come from the rebar2d_imagenet table 
 has them, else from the committed rebar2d table (named in the output).
 
     python experiments/rebar2d_imagenet_summary.py [--root .]
-        [--out experiments/results/rebar2d_imagenet_summary.md]
+        [--out experiments/results/rebar2d/rebar2d_imagenet_summary.md]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path("experiments/results")
+RESULTS = Path("experiments/results/rebar2d")
 # shift -> (profile, scratch table JSON, its source-only row, its oracle row)
 SHIFTS = {"all": ("long", RESULTS / "rebar2d.long.json", "all_source_only", "all_train_on_target"),
           "time": ("standard", RESULTS / "rebar2d.standard.json", "time_source_only", "time_train_on_target")}

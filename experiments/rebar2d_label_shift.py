@@ -15,7 +15,7 @@ Target masks are READ here (target_test, and target_train's oracle_labels/): thi
 description of the data for the README, never an input to a choice of any setting.
 
     python experiments/rebar2d_label_shift.py data/rebar2d-v1-XXXX [data/rebar2d-v1-YYYY ...]
-        [--out experiments/results/rebar2d_label_shift.md]
+        [--out experiments/results/rebar2d/rebar2d_label_shift.md]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ For every finished run of the listed rows (runs/tables/rebar3d/standard/ROW/seed
 
     OMP_NUM_THREADS=1 python experiments/rebar3d_diagnostics.py --rows source_only adabn ...
 
-Writes experiments/results/rebar3d_diagnostics.md / .json; results are cached per run
+Writes experiments/results/rebar3d/rebar3d_diagnostics.md / .json; results are cached per run
 (keyed by the run's done marker) in the .json.
 """
 
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", default="runs/tables/rebar3d/standard")
     parser.add_argument("--no-dev", action="store_true")
-    parser.add_argument("--out", default="experiments/results/rebar3d_diagnostics")
+    parser.add_argument("--out", default="experiments/results/rebar3d/rebar3d_diagnostics")
     args = parser.parse_args()
     path = Path(f"{args.out}.json")
     old = json.loads(path.read_text()) if path.is_file() else {}

@@ -2,7 +2,7 @@
 
 Reads the finished runs of a `da reproduce rebar3d` profile (their predictions/ PLY files,
 written at the end of training) and the dataset's ground truth, and renders label-
-coloured snapshots to experiments/results/rebar3d_<scene>_<row>.png, plus the truth.
+coloured snapshots to experiments/results/rebar3d/rebar3d_<scene>_<row>.png, plus the truth.
 
     python experiments/rebar3d_figure.py [--profile standard] [--seed 0] [--scene 0]
         [--rows source_only dann_point train_on_target]
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--scene", type=int, default=0, help="target_test scene (0 or 1 are saved)")
     parser.add_argument("--rows", nargs="+", default=["source_only", "dann_point", "train_on_target"])
     parser.add_argument("--runs", default="runs/tables/rebar3d")
-    parser.add_argument("--out", default="experiments/results")
+    parser.add_argument("--out", default="experiments/results/rebar3d")
     args = parser.parse_args()
     out = Path(args.out)
     first = Path(args.runs) / args.profile / args.rows[0] / f"seed{args.seed}"

@@ -16,7 +16,7 @@ benchmark's own unlabeled target (mvs, typical, noon) - not to these conditions.
         --max-scenes harsh:noon=6 \
         --rows source_only adabn dann_point self_training sim_source train_on_target
 
-Writes experiments/results/rebar3d_robustness.md / .json (mean ± std over seeds). The
+Writes experiments/results/rebar3d/rebar3d_robustness.md / .json (mean ± std over seeds). The
 typical:noon condition is the benchmark's own target_test (not regenerated).
 """
 
@@ -107,7 +107,7 @@ def main() -> None:
                                                       "sim_source", "train_on_target"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", default="runs/tables/rebar3d/standard")
-    parser.add_argument("--out", default="experiments/results/rebar3d_robustness")
+    parser.add_argument("--out", default="experiments/results/rebar3d/rebar3d_robustness")
     parser.add_argument("--eval-scenes", type=int, default=None,
                         help="evaluate on the first N test cages of every condition, the benchmark's "
                              "own included, so conditions compare on the same cages (6 = one per element)")

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--element", default="column", choices=list(ELEMENTS))
     parser.add_argument("--preset", default="noon", choices=list(render.PRESETS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="image file (default experiments/results/render_ELEMENT_PRESET.jpg)")
+    parser.add_argument("--out", default=None, help="image file (default experiments/results/rebar3d/render_ELEMENT_PRESET.jpg)")
     args = parser.parse_args()
     scene = make_scene(args.element, args.seed)
     mesh = render.extend_ground(scene_to_mesh(scene))  # the site continues to the horizon
@@ -35,7 +35,7 @@ def main() -> None:
     camera = render.camera_path(render.CaptureSettings(preset.appearance, path), lo, hi,
                                 np.random.default_rng(args.seed + 1))[0]
     out = render.render(mesh, camera, preset.appearance, np.random.default_rng(args.seed))
-    target = Path(args.out or f"experiments/results/render_{args.element}_{args.preset}.jpg")
+    target = Path(args.out or f"experiments/results/rebar3d/render_{args.element}_{args.preset}.jpg")
     plt.imsave(target, out.rgb, pil_kwargs={"quality": 90} if target.suffix == ".jpg" else None)
     print(f"wrote {target}; pixels per label: "
           f"{ {k: int((out.label == k).sum()) for k in (0, 1, 2, 255)} }")

@@ -14,7 +14,7 @@ how much room each assertion has:
 - tests/test_prepare.py::test_fit_ground_plane_orientation_and_determinism (RANSAC,
   numpy, seeded): normal angle < 0.2 deg, for RANSAC seeds 0-9 (the test uses 1).
 
-    python experiments/test_margins.py        # -> experiments/results/test_margins.md
+    python experiments/test_margins.py        # -> experiments/results/reliability/test_margins.md
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main() -> None:
     print("\n".join(lines), flush=True)
     lines += table("RANSAC ground plane (test seed 1)", {s: ransac(s) for s in range(10)})
     lines += table("mvs (StereoSGBM) severity order (test seed 0)", {s: mvs_severity(s) for s in range(4)})
-    out = REPO / "experiments/results/test_margins.md"
+    out = REPO / "experiments/results/reliability/test_margins.md"
     out.write_text("\n".join(lines))
     print("\n".join(lines))
 

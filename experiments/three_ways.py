@@ -1,9 +1,9 @@
 """One cage three ways: BIM source cloud, `mvs` reconstruction, `fast` artefact model.
 
-Writes label-coloured snapshots (experiments/results/three_ways_{source,mvs,fast}.png) and
+Writes label-coloured snapshots (experiments/results/rebar3d/three_ways_{source,mvs,fast}.png) and
 a side-by-side table of the reconstruction statistics of both target modes
-(experiments/results/three_ways.md). The `fast` mode uses ARTEFACT_PRESETS as committed
-(typical and harsh calibrated to `mvs`, experiments/results/fast_calibration.md; mild hand-set).
+(experiments/results/rebar3d/three_ways.md). The `fast` mode uses ARTEFACT_PRESETS as committed
+(typical and harsh calibrated to `mvs`, experiments/results/rebar3d/fast_calibration.md; mild hand-set).
 
     python experiments/three_ways.py [--element column] [--seed 0] [--preset typical]
 """
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--element", default="column", choices=list(ELEMENTS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default="typical", choices=list(RECONSTRUCTION_PRESETS))
-    parser.add_argument("--out", default="experiments/results")
+    parser.add_argument("--out", default="experiments/results/rebar3d")
     args = parser.parse_args()
     out = Path(args.out)
     scene = make_scene(args.element, args.seed)

@@ -1,6 +1,6 @@
 """The lecture's transfer-learning scenario table, from `da reproduce transfer`'s result.
 
-Reads experiments/results/transfer.<profile>.json (run it first), and writes
+Reads experiments/results/transfer/transfer.<profile>.json (run it first), and writes
 
 - transfer_scenarios.<profile>.md: per cell (target size x similarity), every strategy's
   target-test accuracy (mean ± std over seeds; lr picked per seed on target-val, epochs =
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path("experiments/results")
+RESULTS = Path("experiments/results/transfer")
 STRATEGIES = ["scratch", "feature_extractor", "features_from_2", "finetune_from_3", "finetune_all"]
 # the ImageNet EfficientNet-Lite0 table: five stages, "earlier activations" = stage 4 (H/16)
 STRATEGIES_BY_TABLE = {"transfer": STRATEGIES,

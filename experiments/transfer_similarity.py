@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-RESULTS = Path("experiments/results")
+RESULTS = Path("experiments/results/transfer")
 CONFIGS = {"spacing": "experiments/configs/transfer_spacing.yaml",
            "digits": "experiments/configs/transfer_digits.yaml"}
 NATURAL = ["astronaut", "coffee", "chelsea", "rocket", "cat"]  # everyday photos (skimage) + sklearn's two

@@ -158,7 +158,7 @@ def _case_stats(mesh, cloud):
 
 def test_presets_are_ordered_by_severity():
     """The order the mvs reconstructions themselves show (the 6 calibration scenes per
-    preset, experiments/results/fast_calibration.json): from mild to harsh the median
+    preset, experiments/results/rebar3d/fast_calibration.json): from mild to harsh the median
     error, the thickening of main bars and of ties and the outlier share grow strictly,
     on every scene; harsh is the least complete preset in every class on average over
     the scenes. mvs does NOT order mild and typical by completeness (which is more
@@ -166,7 +166,7 @@ def test_presets_are_ordered_by_severity():
     images every preset samples at stride 1 (test below): the order comes from the
     artefacts, not from density.
 
-    Margins (experiments/results/test_margins.md, seeds 0-4): the strict orders hold on
+    Margins (experiments/results/reliability/test_margins.md, seeds 0-4): the strict orders hold on
     every seed with >= 1.7 mm (error, thickening) and >= 0.10 (outlier share) to spare,
     so they are asserted per seed. Completeness is noisier per seed (tie room 0.012 on
     seed 3; an earlier "+0.1 on ties" bound failed on 3 of 5 seeds), so it is asserted on

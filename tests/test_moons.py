@@ -6,7 +6,7 @@ One seed's margin after a short training is not a property of the method: anothe
 lr 0.2, momentum 0.9, lambda up to 6) is chaotic: float64 instead of float32 moved one
 seed's DANN accuracy from 0.93 to 0.69. So the test uses a calmer protocol (the paper's
 annealed learning rate from 0.5) and asserts the MEAN over five seeds, with a threshold
-far below what every setting gave: experiments/results/moons_test_margin.md (10 seeds, 1
+far below what every setting gave: experiments/results/moons/moons_test_margin.md (10 seeds, 1
 and 2 threads, float32 and float64) reports the smallest mean margin over any 5 seeds.
 """
 

@@ -160,7 +160,7 @@ def test_cage_bars_come_out_thicker_than_they_are(column_by_preset):
 
 
 def test_presets_are_ordered_by_severity(column_by_preset):
-    """Only orders with room to spare (experiments/results/test_margins.md, capture seeds
+    """Only orders with room to spare (experiments/results/reliability/test_margins.md, capture seeds
     0-3): harsh is the least complete by >= 0.21 on main bars and ties, and the median
     error grows mild < typical < harsh by >= 0.88 mm. mild vs typical completeness is NOT
     asserted: it was +0.028 on this seed and -0.0006 on seed 1, i.e. not an order."""

@@ -11,7 +11,7 @@ two passes, so each domain is normalised with its own batch statistics during tr
 (as Dassl does) and the running statistics average both domains. The default was
 "separate" until 2026-12-01, chosen by reading target-test accuracy; it is now the
 choice of reverse validation, which picked joint (lambda ceiling 0.3) on all 5 seeds of
-the digits table's grid (experiments/results/digits.standard.md). Target labels would
+the digits table's grid (experiments/results/digits/digits.standard.md). Target labels would
 have preferred separate (0.597 vs 0.555 at lambda 0.3): the validator is not perfect,
 and the table says so. For networks without BatchNorm the two modes compute the same
 thing (joint is one pass cheaper).
