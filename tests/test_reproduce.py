@@ -142,7 +142,7 @@ def test_train_and_config_commands(tmp_path, data_root, capsys):
 def test_every_committed_table_resolves_for_every_profile():
     from pathlib import Path
 
-    from da.reproduce import load_table, row_config
+    from da.tables import load_table, row_config
 
     for path in sorted((REPO / "experiments/tables").glob("*.yaml")):
         table = load_table(str(path))
@@ -288,7 +288,7 @@ def test_weights_from_row_pretrains_once_and_every_seed_reads_that_backbone(tmp_
 
 
 def test_gap_closed_uses_each_rows_own_baseline_and_oracle_and_the_spread_rule():
-    from da.reproduce import gap_closed
+    from da.table_report import gap_closed
 
     def row(name, role, mean, std=0.01, **kw):
         return {"name": name, "role": role, "metrics": {"m": {"mean": mean, "std": std}}, **kw}

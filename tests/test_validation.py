@@ -149,7 +149,7 @@ def test_select_needs_a_grid_and_known_validators(tmp_path, data_root):
     table = tmp_path / "bad.yaml"
     table.write_text(bad.format(repo=REPO, data=data_root))
     with pytest.raises(ConfigError, match="unknown validator"):
-        from da.reproduce import load_table
+        from da.tables import load_table
         load_table(str(table))
 
 
