@@ -108,6 +108,10 @@ def _registries() -> dict[str, tuple[dict, type]]:
     }
 
 
+# One spelling per setting: the other one is refused with the right one named.
+REFUSED_SPELLINGS = {"colour_jitter": "color_jitter"}
+
+
 def _check_keys(raw: Any, schema: Any, prefix: str, where: str) -> None:
     """Reject keys the schema doesn't have, naming the valid ones."""
     if not isinstance(raw, DictConfig):
@@ -115,6 +119,9 @@ def _check_keys(raw: Any, schema: Any, prefix: str, where: str) -> None:
     valid = [f.name for f in fields(schema)]
     for key in raw:
         path = f"{prefix}{key}"
+        if key in REFUSED_SPELLINGS and REFUSED_SPELLINGS[key] in valid:
+            raise ConfigError(f"{where}: '{path}' is spelled '{prefix}{REFUSED_SPELLINGS[key]}' (one spelling "
+                              "for every dataset)")
         if key not in valid:
             raise ConfigError(
                 f"{where}: unknown config key '{path}'; valid keys for "

@@ -26,6 +26,15 @@ def test_unknown_key_lists_valid_keys():
     assert "optim.learning_rate" in msg and "lr" in msg and "momentum" in msg
 
 
+@pytest.mark.parametrize("config", ["experiments/configs/digits.yaml", "experiments/configs/rebar2d.yaml"])
+def test_one_spelling_of_color_jitter_the_other_refused_by_name(config):
+    from tests.conftest import REPO
+
+    assert load_config(REPO / config, ["data.color_jitter=0.5"]).data.color_jitter == 0.5
+    with pytest.raises(ConfigError, match="'data.colour_jitter' is spelled 'data.color_jitter'"):
+        load_config(REPO / config, ["data.colour_jitter=0.5"])
+
+
 def test_unknown_top_level_key_in_file_names_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("trian: {steps: 3}\n")

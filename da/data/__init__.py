@@ -153,7 +153,7 @@ class DigitsConfig(DataConfig):
     target_test_blends: int = 4
     data_seed: int = 0
     max_shift: int = 2  # augmentation: random translation in pixels
-    colour_jitter: float = 0.0  # augmentation: per-channel gain/offset strength
+    color_jitter: float = 0.0  # augmentation: per-channel gain/offset strength
 
 
 def _images_to_float(x: torch.Tensor) -> torch.Tensor:
@@ -173,8 +173,8 @@ def build_digits(cfg: DigitsConfig) -> DomainData:
     def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if cfg.max_shift > 0:
             x = transforms.random_shift(x, g, cfg.max_shift, fill=-1.0)  # black in [-1, 1]
-        if cfg.colour_jitter > 0:
-            x = transforms.colour_jitter(x, g, cfg.colour_jitter)
+        if cfg.color_jitter > 0:
+            x = transforms.colour_jitter(x, g, cfg.color_jitter)
         return x
 
     s = load_splits(folder, cfg.target_labeled, "image", _images_to_float,
