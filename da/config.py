@@ -237,6 +237,18 @@ def load_raw(paths: list[str | Path] | str | Path | None, overrides: list[str] =
     return OmegaConf.merge(raw, cli)
 
 
+def load_run_config(path: str | Path) -> Config:
+    """A run folder's config.yaml, written by the code of its day: a key since renamed
+    (REFUSED_SPELLINGS) is read under its current name, so runs made before still load."""
+    raw = load_raw([path])
+    for section in raw.values():
+        if isinstance(section, DictConfig):
+            for old, new in REFUSED_SPELLINGS.items():
+                if old in section:
+                    section[new] = section.pop(old)
+    return resolve(raw, str(path))
+
+
 def load_config(paths: list[str | Path] | str | Path | None, overrides: list[str] = ()) -> Config:
     """Config from YAML files (merged in order) and key=value overrides, validated."""
     if isinstance(paths, (str, Path)):

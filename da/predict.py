@@ -75,12 +75,12 @@ def predict_file(run_dir: Path, cloud_path: Path, out: Path, scale: float | None
                  reference: tuple[np.ndarray, np.ndarray, float] | None = None, up: str = "auto",
                  checkpoint: str = "last.pt", device: str = "cpu") -> dict[str, int]:
     """Write `out` with every point of `cloud_path` labelled; returns points per label."""
-    from da.config import load_config
+    from da.config import load_run_config
     from da.data import DomainData
     from da.data.rebar3d import NUM_CLASSES
     from da.train import load_trained
 
-    cfg = load_config([Path(run_dir) / "config.yaml"]).data
+    cfg = load_run_config(Path(run_dir) / "config.yaml").data
     if cfg.name != "rebar3d":
         raise ValueError(f"{run_dir}: not a point-cloud run (data.name={cfg.name})")
     # The network needs only the class count and input width: no training data is read.

@@ -24,7 +24,14 @@ from tqdm import tqdm
 
 from da import checkpoint, distributed
 from da.algorithms import Algorithm, build_algorithm
-from da.config import Config, ConfigError, load_config, run_dir_of, to_flat_dict, to_yaml
+from da.config import (
+    Config,
+    ConfigError,
+    load_run_config,
+    run_dir_of,
+    to_flat_dict,
+    to_yaml,
+)
 from da.data import DomainData, build_data
 from da.data.loader import EndlessLoader
 from da.grl import LR_SCHEDULES
@@ -194,12 +201,12 @@ def config_differences(saved: str | Path, cfg: Config) -> list[str]:
     first, so a key added since (at its default value, which computes what the old code
     did) is no difference. Raises ConfigError if the saved config no longer loads."""
     if isinstance(saved, Path):
-        old = load_config([saved])
+        old = load_run_config(saved)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "config.yaml"
             path.write_text(saved)
-            old = load_config([path])
+            old = load_run_config(path)
     a, b = to_flat_dict(old), to_flat_dict(cfg)
     skip = set(RUNTIME_KEYS)
     return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
@@ -585,7 +592,7 @@ def load_trained(run_dir: Path, checkpoint_name: str = "last.pt", device: str = 
                  data: DomainData | None = None) -> Run:
     """Rebuild a finished (or interrupted) run from its folder, weights loaded, in eval mode."""
     run_dir = Path(run_dir)
-    cfg = load_config([run_dir / "config.yaml"])
+    cfg = load_run_config(run_dir / "config.yaml")
     dev = resolve_device(device)
     run = build_run(cfg, dev, data)
     ckpt = checkpoint.load(run_dir / "checkpoints" / checkpoint_name, dev)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from da.config import ConfigError, load_config
+from da.config import ConfigError, load_run_config
 from da.logging import read_results
 
 VALIDATORS: dict[str, Callable[[Path, str], dict]] = {}
@@ -138,7 +138,7 @@ def reverse_validation(run_dir: Path, device: str) -> dict:
         target_test=data.source_val,
         num_classes=data.num_classes, input_key=data.input_key, input_shape=data.input_shape,
         class_weights=data.class_weights)
-    cfg = load_config([run_dir / "config.yaml"])
+    cfg = load_run_config(run_dir / "config.yaml")
     cfg = replace(cfg, name=f"{cfg.name}-reverse", run_dir=str(run_dir / "reverse"),
                   train=replace(cfg.train, embedding_samples=0, progress_bar=False))
     reverse_dir = train(cfg, data=reverse_data)

@@ -35,6 +35,20 @@ def test_one_spelling_of_color_jitter_the_other_refused_by_name(config):
         load_config(REPO / config, ["data.colour_jitter=0.5"])
 
 
+def test_a_run_saved_with_the_old_spelling_still_loads(tmp_path):
+    from da.config import load_run_config, to_yaml
+
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "experiments/configs/digits.yaml", ["data.color_jitter=0.25"])
+    old = tmp_path / "config.yaml"
+    old.write_text(to_yaml(cfg).replace("color_jitter:", "colour_jitter:"))  # as the code of its day wrote it
+    assert "colour_jitter" in old.read_text()
+    assert load_run_config(old) == cfg
+    with pytest.raises(ConfigError, match="is spelled"):
+        load_config([old])
+
+
 def test_unknown_top_level_key_in_file_names_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("trian: {steps: 3}\n")

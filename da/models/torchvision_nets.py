@@ -330,11 +330,11 @@ def run_backbone(run_dir: Path, checkpoint_name: str = "last.pt") -> tuple[Stage
     from dataclasses import replace
 
     from da import checkpoint
-    from da.config import load_config
+    from da.config import load_run_config
 
     if not (Path(run_dir) / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir}: not a run folder (no config.yaml)")
-    cfg = load_config([Path(run_dir) / "config.yaml"])
+    cfg = load_run_config(Path(run_dir) / "config.yaml")
     if cfg.model.name != "torchvision":
         raise ValueError(f"{run_dir}: model.name={cfg.model.name}; export-backbone needs a torchvision backbone")
     if cfg.model.strategy == "features_from":
