@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from da.config import ConfigError
-from da.logging import read_results
 from da.provenance import git_state, machine_summary
 from da.results_index import study_folder, write_index
+from da.run_log import read_results
 from da.table_report import (
     BEST_SOURCE_VAL,
     TARGET_PICK,

@@ -36,10 +36,10 @@ from da.data import DomainData, build_data
 from da.data.loader import EndlessLoader
 from da.grl import LR_SCHEDULES
 from da.interrupt import StopRequest, TrainingInterrupted
-from da.logging import QuietLogger, RunLogger, read_results
 from da.metrics import accuracy, confusion_matrix, mean_iou, per_class_iou, proxy_a_distance
 from da.models import build_model
 from da.provenance import git_state, provenance
+from da.run_log import QuietLogger, RunLogger, read_results
 
 # Keys that change how a run executes, not what it computes: a resumed run may differ here.
 RUNTIME_KEYS = ("device", "train.progress_bar", "train.num_workers", "run_dir", "train.compile",

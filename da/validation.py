@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from da.config import ConfigError, load_run_config
-from da.logging import read_results
+from da.run_log import read_results
 
 VALIDATORS: dict[str, Callable[[Path, str], dict]] = {}
 

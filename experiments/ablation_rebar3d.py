@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from da.config import load_config  # noqa: E402
-from da.logging import read_results  # noqa: E402
 from da.provenance import git_state, machine_summary  # noqa: E402
+from da.run_log import read_results  # noqa: E402
 from da.train import train  # noqa: E402
 
 # The recipe of the old default, pinned so that the variants stay what they were when

@@ -31,7 +31,7 @@ COMMON = ["train.progress_bar=false", "train.embedding_samples=0"]
 
 
 def final(run_dir: Path) -> dict:
-    from da.logging import read_results
+    from da.run_log import read_results
 
     return {k: v for k, v in read_results(run_dir)[-1].items() if isinstance(v, (int, float))}
 

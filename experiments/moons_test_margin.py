@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from da.config import load_config  # noqa: E402
-from da.logging import read_results  # noqa: E402
 from da.provenance import git_state, machine_summary  # noqa: E402
+from da.run_log import read_results  # noqa: E402
 from da.train import train  # noqa: E402
 from tests.test_moons import MIN_MARGIN, SEEDS, SHORT  # noqa: E402
 

@@ -132,7 +132,7 @@ def curves(result: dict, rows: dict[str, dict], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from da.logging import read_results
+    from da.run_log import read_results
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
     for ax, target in zip(axes, ("spacing", "digits")):

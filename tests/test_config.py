@@ -37,7 +37,6 @@ def test_one_spelling_of_color_jitter_the_other_refused_by_name(config):
 
 def test_a_run_saved_with_the_old_spelling_still_loads(tmp_path):
     from da.config import load_run_config, to_yaml
-
     from tests.conftest import REPO
 
     cfg = load_config(REPO / "experiments/configs/digits.yaml", ["data.color_jitter=0.25"])

@@ -162,7 +162,7 @@ def test_the_backbones_normalisation_reaches_the_dataset(tmp_path):
 @pytest.mark.parametrize("strategy,stage", [("scratch", 0), ("feature_extractor", 0), ("features_from", 3),
                                             ("finetune_from", 4), ("finetune_all", 0)])
 def test_every_strategy_trains_end_to_end(tmp_path, strategy, stage):
-    from da.logging import read_results
+    from da.run_log import read_results
     from da.train import train
 
     folder = write_folder(tmp_path / "imgs", size=(36, 36))

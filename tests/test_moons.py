@@ -11,7 +11,7 @@ and 2 threads, float32 and float64) reports the smallest mean margin over any 5 
 """
 
 from da.config import load_config
-from da.logging import read_results
+from da.run_log import read_results
 from da.train import train
 from tests.conftest import moons_configs
 

@@ -145,7 +145,7 @@ def test_sliding_windows_cover_the_whole_image_exactly_once_per_window():
     ("unet", ["algorithm.name=self_training"]),
     ("deeplabv3", ["algorithm.name=source_only"])])
 def test_tiny_end_to_end(tmp_path, tiny2d, model, algo):
-    from da.logging import read_results
+    from da.run_log import read_results
     from da.train import train
 
     over = [*tiny2d, f"model.name={model}", *algo, "train.batch_size=2", "train.steps=2", "train.eval_every=2",

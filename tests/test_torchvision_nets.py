@@ -207,7 +207,7 @@ def test_fully_frozen_backbone_computes_each_image_once(tmp_path):
     ("mobilenet_v3_small", "features_from", 2)])
 def test_every_strategy_trains_end_to_end_through_the_trainer(tmp_path, arch, strategy, stage):
     from da.config import load_config
-    from da.logging import read_results
+    from da.run_log import read_results
     from da.train import train
     from tests.test_images import write_folder
 

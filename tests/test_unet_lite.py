@@ -83,7 +83,7 @@ def test_the_rebar2d_crops_use_the_lite_normalisation(tiny2d):
     ["algorithm.name=dann_stages", "algorithm.output_weight=0.5"],
     ["algorithm.name=adabn"]])
 def test_tiny_end_to_end_on_the_imagenet_encoder(tmp_path, tiny2d, algo):
-    from da.logging import read_results
+    from da.run_log import read_results
     from da.train import train
 
     over = [*tiny2d, *LITE, *algo, "optim.feature_lr_mult=0.1", "train.batch_size=2", "train.steps=2",
