@@ -51,7 +51,7 @@ def _read_bytes(path: Path) -> bytes:
         if path.suffix == ".bz2":
             return bz2.decompress(path.read_bytes())
         return path.read_bytes()
-    except (OSError, EOFError, ValueError, zlib.error) as exc:  # zlib.error: found by data_tools.fuzz
+    except (OSError, EOFError, ValueError, zlib.error) as exc:  # zlib.error: found by tests/fuzzing.py
         raise DatasetFileError(f"{path}: corrupt compressed file ({type(exc).__name__}: {exc})") from None
 
 

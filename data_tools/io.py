@@ -132,7 +132,7 @@ def read_cloud(path: str | Path) -> PointCloud:
         cloud = reader(path)
     except OSError as exc:  # permissions, I/O errors: still one exception type for the CLI
         raise DatasetFileError(f"{path}: cannot read ({exc})") from None
-    except MemoryError as exc:  # a corrupt header declaring billions of points (data_tools.fuzz, PCD)
+    except MemoryError as exc:  # a corrupt header declaring billions of points (tests/fuzzing.py, PCD)
         raise DatasetFileError(f"{path}: corrupt header: it declares more data than fits in memory ({exc})") from None
     cloud.validate(str(path))
     return cloud
@@ -386,7 +386,7 @@ def _read_pcd(path: Path) -> PointCloud:
     source = str(path)
     data = path.read_bytes()
     declared, kind, body = _pcd_header(data)
-    # The header first: on a header without its DATA line (data_tools.fuzz) Open3D spent
+    # The header first: on a header without its DATA line (tests/fuzzing.py) Open3D spent
     # 40 s and gigabytes on a 1.5 kB file and returned points.
     if kind not in ("ascii", "binary", "binary_compressed"):
         raise DatasetFileError(f"{source}: corrupt PCD header (no 'DATA ascii|binary|binary_compressed' line)")
@@ -394,7 +394,7 @@ def _read_pcd(path: Path) -> PointCloud:
     try:
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
             pc = o3d.t.io.read_point_cloud(source)
-    except (RuntimeError, UnicodeDecodeError) as exc:  # non-UTF-8 header bytes: found by data_tools.fuzz
+    except (RuntimeError, UnicodeDecodeError) as exc:  # non-UTF-8 header bytes: found by tests/fuzzing.py
         raise DatasetFileError(f"{source}: Open3D cannot read it ({type(exc).__name__}: {exc})") from None
     if pc.is_empty() or "positions" not in pc.point:
         if declared == 0:
@@ -467,7 +467,7 @@ def _require_laz_backend(path: Path) -> None:
 
 def _check_las_header(path: Path, compressed: bool) -> None:
     """The LAS public header's sizes against the file's length, before laspy reads it:
-    data_tools.fuzz found mutated headers on which laspy.read never returns. Reads only
+    tests/fuzzing.py found mutated headers on which laspy.read never returns. Reads only
     the header (375 bytes at most), not the points."""
     import struct
 
@@ -657,7 +657,7 @@ def _read_npz(path: Path) -> PointCloud:
         raise DatasetFileError(f"{source}: corrupt or truncated .npz ({type(exc).__name__}: {exc})") from None
     if "xyz" not in arrays:
         raise DatasetFileError(f"{source}: has no array 'xyz' (found {sorted(arrays)})")
-    # np.load hands back a member that is not a .npy array as raw bytes (data_tools.fuzz).
+    # np.load hands back a member that is not a .npy array as raw bytes (tests/fuzzing.py).
     raw = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
     if raw:
         raise DatasetFileError(f"{source}: member(s) {raw} are not .npy arrays (corrupt archive directory)")

@@ -165,7 +165,7 @@ def read_coco(annotations: str | Path, images_dir: str | Path,
     except (KeyError, TypeError):
         raise DatasetFileError(f"{annotations}: a COCO file needs 'images', 'annotations' and 'categories'") from None
     for kind, entries in (("images", images), ("annotations", anns), ("categories", cats)):
-        # Entries without an id, or not objects at all (found by data_tools.fuzz).
+        # Entries without an id, or not objects at all (found by tests/fuzzing.py).
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise DatasetFileError(f"{annotations}: '{kind}' must be a list of objects")
     missing_id = [c for c in cats if "id" not in c]

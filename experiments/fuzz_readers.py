@@ -2,7 +2,7 @@
 
     python experiments/fuzz_readers.py --cases 1000 [--readers ply pcd ...]
 
-Cases come from data_tools.fuzz (truncated, bit-flipped, overwritten, spliced, zeroed and
+Cases come from tests/fuzzing.py (the test tooling the suite runs a few cases of; truncated, bit-flipped, overwritten, spliced, zeroed and
 random variants of one valid file per format; case i of a reader is a function of
 (reader, i), so a finding can be replayed). Each reader runs in a child process that
 reports one line per case: a native crash kills only the child (counted as `crash`, the
@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the case generator is test tooling: tests/fuzzing.py
 
 
 def child(name: str, start: int, cases: int) -> None:
@@ -32,7 +33,7 @@ def child(name: str, start: int, cases: int) -> None:
 
     import numpy as np
 
-    from data_tools.fuzz import READERS, check, mutate, seed_bytes
+    from tests.fuzzing import READERS, check, mutate, seed_bytes
 
     warnings.simplefilter("ignore")
     reader = READERS[name]
@@ -92,7 +93,7 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         return 0
-    from data_tools.fuzz import READERS
+    from tests.fuzzing import READERS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=1000)

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from da.config import ConfigError, load_config, to_flat_dict
-from data_tools.fuzz import READERS, check, mutate, seed_bytes
 from tests.conftest import moons_configs
+from tests.fuzzing import READERS, check, mutate, seed_bytes
 
 SEEDS = {}
 

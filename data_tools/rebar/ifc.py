@@ -151,7 +151,7 @@ def read_ifc(path: str | Path, role_map: Mapping[str, str | None] | None = None,
     except DatasetFileError:
         raise
     except (ValueError, TypeError, AttributeError, KeyError, IndexError, RuntimeError, AssertionError) as exc:
-        # A file that parses but whose entities are broken (found by data_tools.fuzz: a
+        # A file that parses but whose entities are broken (found by tests/fuzzing.py: a
         # truncated reference, a point with the wrong arity) fails deep in ifcopenshell -
         # its util.placement asserts on a placement's point arity (a truncated file, case 318).
         raise DatasetFileError(f"{path}: corrupt IFC model ({type(exc).__name__}: {exc})") from None

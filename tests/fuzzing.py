@@ -1,4 +1,5 @@
-"""Hostile input for every reader in data_tools: random, truncated and mutated files.
+"""Hostile input for every reader in data_tools: random, truncated and mutated files (test
+tooling, kept with the tests; experiments/fuzz_readers.py runs it at scale).
 
 Each reader gets one valid seed file of its format (written here with the project's own
 writers); a case is that file truncated, byte-mutated, spliced, or plain random bytes. A
