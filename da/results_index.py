@@ -49,8 +49,7 @@ def question(folder: Path) -> str:
     return " ".join(paragraph) or "(README.md has no paragraph)"
 
 
-def table_line(path: Path, folder: Path) -> str:
-    info = json.loads(path.read_text())
+def table_line(path: Path, info: dict, folder: Path) -> str:
     md = path.with_suffix(".md")
     shown = md if md.exists() else path
     link = f"[{shown.relative_to(folder)}]({folder.name}/{shown.relative_to(folder)})"
@@ -60,22 +59,26 @@ def table_line(path: Path, folder: Path) -> str:
     return f"| {link} | `{info.get('command', '?')}` | `{commit}` | {info.get('machine', '?')} |"
 
 
-def is_table(path: Path) -> bool:
+def table_info(path: Path) -> dict | None:
+    """What `da reproduce` recorded, if `path` is one of its table JSONs."""
+    if path.suffix != ".json":
+        return None
     try:
-        return path.suffix == ".json" and "table" in json.loads(path.read_text())
+        info = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
+        return None
+    return info if isinstance(info, dict) and "table" in info else None
 
 
 def study_section(folder: Path) -> list[str]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "README.md")
-    tables = [p for p in files if is_table(p)]
+    tables = {p: info for p in files if (info := table_info(p)) is not None}
     table_files = {t for p in tables for t in (p, p.with_suffix(".md"), p.with_suffix(".png"))}
     others = [p for p in files if p not in table_files]
     lines = [f"## [{folder.name}]({folder.name}/README.md)", "", question(folder), ""]
     if tables:
         lines += ["| table | command | commit | machine |", "|---|---|---|---|"]
-        lines += [table_line(p, folder) for p in tables]
+        lines += [table_line(p, info, folder) for p, info in tables.items()]
         lines.append("")
     if others:
         lines.append("Other files: " + ", ".join(

@@ -95,8 +95,7 @@ def shift_section(shift: str, root: Path) -> list[str]:
                 f"{'met' if share >= goal and (hi - lo) >= 3 * spread else 'not met'}."]
     else:
         out += ["", f"**Goal** (≥ {goal:.0%}, every seed ahead): no row has every seed ahead — not met."]
-    scratch = rows_of(table)
-    s_so, s_or = scratch.get(f"{shift}_scratch_source_only"), scratch.get(f"{shift}_scratch_train_on_target")
+    s_so, s_or = rows.get(f"{shift}_scratch_source_only"), rows.get(f"{shift}_scratch_train_on_target")
     where = f"`{table}` (re-run beside the ImageNet rows)"
     if s_so is None or s_or is None:
         committed = rows_of(scratch_json)
