@@ -50,7 +50,8 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from da.train import evaluate, load_trained
+    from da.evaluation import evaluate
+    from da.runs import load_trained
 
     run = load_trained(Path(args.run_dir), args.checkpoint, args.device)
     print(json.dumps(evaluate(run, step=-1), indent=2))

@@ -1,111 +1,40 @@
-"""Dataclass configs, YAML files and key=value overrides (OmegaConf), with strict keys.
+"""Config files: YAML files and key=value overrides (OmegaConf) into a validated Config.
 
 The sections `data`, `model` and `algorithm` are polymorphic: their `name` picks a registry
-entry and that entry's dataclass is the schema for the section. Unknown keys anywhere are
-an error that lists the valid names.
+entry and that entry's dataclass (`da.config_schema`) is the schema for the section.
+Unknown keys anywhere are an error that lists the valid names. This module sits above the
+registries it reads; the registries' own modules import only `da.config_schema`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from da import normalisation
+from da.algorithms import ALGORITHMS
+from da.config_schema import (  # noqa: F401 - re-exported: `from da.config import ...` for users
+    AlgorithmConfig,
+    Config,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+)
+from da.data import DATASETS
+from da.grl import LR_SCHEDULES
+from da.models import MODELS
 
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the file / key and the fix."""
-
-
-@dataclass
-class DataConfig:
-    name: str = "moons"
-    root: str = "data"  # where data_tools writes generated datasets
-    augment: bool = False
-    # Train on labeled target data instead of source ("train on target" / oracle row).
-    target_labeled: bool = False
-
-
-@dataclass
-class ModelConfig:
-    name: str = "mlp"
-
-
-@dataclass
-class AlgorithmConfig:
-    name: str = "source_only"
-    label_smoothing: float = 0.0  # of the task cross-entropy
-    dice_weight: float = 0.0  # + this x soft Dice loss (mean over classes): rare classes' IoU
-
-
-@dataclass
-class OptimConfig:
-    name: str = "sgd"  # sgd | adam | adamw (decoupled weight decay)
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "dann"  # dann (mu_0 / (1 + alpha p)^beta) | cosine | constant
-    alpha: float = 10.0
-    beta: float = 0.75
-    feature_lr_mult: float = 1.0  # lr multiplier of the pretrained part (the feature extractor, or the U-Net encoder)
-    grad_clip: float = 0.0  # max global grad norm; 0 = off
-    amp: bool = False  # mixed precision (CUDA only; ignored on CPU)
-    amp_dtype: str = "bfloat16"  # bfloat16 (no loss scaling needed) | float16 (with a GradScaler)
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 64  # per domain: a DANN step sees batch_size source + batch_size target
-    eval_every: int = 250
-    checkpoint_every: int = 250
-    log_every: int = 50
-    num_workers: int = 0
-    embedding_samples: int = 300  # per domain, for TensorBoard's projector at the end; 0 = off
-    progress_bar: bool = True
-    dtype: str = "float32"  # float32 | float64 (numerics checks; AMP needs float32)
-    # Start from trained weights: a run folder (its checkpoints/last.pt) or a .pt file.
-    # Feature extractor and task head must match exactly; modules the checkpoint lacks
-    # (a new domain classifier, a teacher) start fresh. Read at step 0 only: a resumed
-    # run continues from its own checkpoint.
-    init_from: str = ""
-    # Speed switches; none changes what is computed beyond float rounding (all RUNTIME_KEYS
-    # of da.train: a resumed run may flip them). experiments/bench_runtime_switches.py
-    # measures each on this machine; all off by default because none helps on the CPU.
-    compile: bool = False  # torch.compile the feature extractor and task head (needs a C compiler)
-    channels_last: bool = False  # NHWC memory format for image models and batches
-    pin_memory: bool = False  # page-locked batches for faster host-to-GPU copies (CUDA only)
-    # Under torchrun: one BatchNorm statistic over all ranks' samples (CUDA only: torch's
-    # SyncBatchNorm has no CPU kernel). Off = per-rank statistics.
-    sync_batchnorm: bool = False
-
-
-@dataclass
-class Config:
-    name: str = "run"
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    run_dir: str = ""  # empty: runs/<name>/seed<seed>
-    data: Any = None
-    model: Any = None
-    algorithm: Any = None
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def _registries() -> dict[str, tuple[dict, type]]:
-    # Imported lazily: the registries' modules import the base classes above.
-    from da.algorithms import ALGORITHMS
-    from da.data import DATASETS
-    from da.models import MODELS
-
-    return {
-        "data": (DATASETS, DataConfig),
-        "model": (MODELS, ModelConfig),
-        "algorithm": (ALGORITHMS, AlgorithmConfig),
-    }
+SECTIONS = {  # polymorphic section -> (registry, base schema)
+    "data": (DATASETS, DataConfig),
+    "model": (MODELS, ModelConfig),
+    "algorithm": (ALGORITHMS, AlgorithmConfig),
+}
 
 
 # One spelling per setting: the other one is refused with the right one named.
@@ -135,7 +64,7 @@ def _check_keys(raw: Any, schema: Any, prefix: str, where: str) -> None:
 def resolve(raw: DictConfig, where: str = "config") -> Config:
     """Turn a raw (YAML + overrides) tree into a validated Config."""
     sections = {}
-    for section, (registry, base) in _registries().items():
+    for section, (registry, base) in SECTIONS.items():
         node = raw.get(section) if isinstance(raw, DictConfig) else None
         if node is not None and not isinstance(node, DictConfig):
             raise ConfigError(f"{where}: '{section}' must be a mapping, got {node!r}")
@@ -160,8 +89,6 @@ def resolve(raw: DictConfig, where: str = "config") -> Config:
 def fill_normalisation(cfg: Config, where: str = "config") -> None:
     """An image dataset's `normalisation: auto` becomes the model's (da.normalisation), so
     the batches are scaled as the network's weights were trained; naming another is refused."""
-    from da import normalisation
-
     if not hasattr(cfg.data, "normalisation"):
         return  # not an image dataset
     wanted = normalisation.of_model(cfg.model)
@@ -178,8 +105,6 @@ def validate(cfg: Config, where: str = "config") -> None:
 
     A section dataclass may define `validate()` raising ValueError for its own values.
     """
-    from da.grl import LR_SCHEDULES
-
     for section in ("data", "model", "algorithm"):
         check = getattr(getattr(cfg, section), "validate", None)
         if check is not None:

@@ -33,7 +33,7 @@ def moons_boundaries(result: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from da.train import load_trained
+    from da.runs import load_trained
 
     rows = [r for r in result["rows"] if r["role"] in ("source_only", "adapted")]
     fig, axes = plt.subplots(1, len(rows), figsize=(5 * len(rows), 4.5), squeeze=False)

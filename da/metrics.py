@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from da.algorithms.base import IGNORE_INDEX
+from da.contracts import IGNORE_INDEX
 
 
 def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -22,8 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from da.config import load_run_config
+from da.contracts import DomainData
 from da.data.blocks import SceneDataset, prepare_scene
+from da.data.rebar3d import NUM_CLASSES
 from da.data.shape_features import CHANNELS_PER_RADIUS, local_shape
+from da.runs import load_trained
+from da.tasks import TASKS
 from data_tools.io import PointCloud, read_cloud, write_cloud
 from data_tools.prepare import (
     gravity_align,
@@ -68,24 +73,19 @@ def predict_cloud(run, cloud: PointCloud) -> np.ndarray:
         scene.shape = local_shape(scene.xyz, cfg.shape_radii, min_cell=cfg.voxel)
     scenes = SceneDataset([scene], cfg.block_size, cfg.num_points, cfg.colour,
                           run.data.num_classes, voxel=cfg.voxel)
-    return scenes.scene_labels(run.algorithm, run.device, 0).astype(np.int64)
+    return TASKS["segmentation3d"].predict_labels(run.algorithm, scenes, 0, run.device)
 
 
 def predict_file(run_dir: Path, cloud_path: Path, out: Path, scale: float | None = None,
                  reference: tuple[np.ndarray, np.ndarray, float] | None = None, up: str = "auto",
                  checkpoint: str = "last.pt", device: str = "cpu") -> dict[str, int]:
     """Write `out` with every point of `cloud_path` labelled; returns points per label."""
-    from da.config import load_run_config
-    from da.data import DomainData
-    from da.data.rebar3d import NUM_CLASSES
-    from da.train import load_trained
-
     cfg = load_run_config(Path(run_dir) / "config.yaml").data
     if cfg.name != "rebar3d":
         raise ValueError(f"{run_dir}: not a point-cloud run (data.name={cfg.name})")
     # The network needs only the class count and input width: no training data is read.
     width = 3 + 3 * cfg.colour + CHANNELS_PER_RADIUS * len(cfg.shape_radii)
-    shape = DomainData(None, None, None, None, NUM_CLASSES, "coord", (width,))
+    shape = DomainData(None, None, None, None, NUM_CLASSES, "coord", (width,), task="segmentation3d")
     run = load_trained(run_dir, checkpoint, device, data=shape)
     original = read_cloud(cloud_path)
     labels = predict_cloud(run, to_training_frame(original, scale, reference, up))

@@ -51,12 +51,21 @@ def machine(device: torch.device | None = None) -> dict:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (machines of one kind differ: AMD EPYC, Intel Xeon), from
-    /proc/cpuinfo where there is one."""
+    """The CPU's model name with its family / model numbers and whether it has AVX-512, from
+    /proc/cpuinfo where there is one. Machines of one kind differ (AMD EPYC of two
+    generations, Intel Xeon) and a virtual machine's name alone ("AMD EPYC") does not say
+    which: the same code and seeds have given different last bits on two "AMD EPYC"s."""
     try:
+        info: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        if "model name" in info:
+            detail = [f"family {info[k]}" if k == "cpu family" else f"model {info[k]}"
+                      for k in ("cpu family", "model") if k in info]
+            if "avx512f" in info.get("flags", "").split():
+                detail.append("AVX-512")
+            return info["model name"] + (f" ({', '.join(detail)})" if detail else "")
     except OSError:
         pass
     return platform.processor() or "unknown CPU"

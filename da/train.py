@@ -13,9 +13,7 @@ import json
 import shutil
 import signal
 import sys
-import tempfile
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,209 +21,21 @@ import torch
 from tqdm import tqdm
 
 from da import checkpoint, distributed
-from da.algorithms import Algorithm, build_algorithm
-from da.config import (
-    Config,
-    ConfigError,
-    load_run_config,
-    run_dir_of,
-    to_flat_dict,
-    to_yaml,
-)
-from da.data import DomainData, build_data
+from da.config import Config, ConfigError, run_dir_of, to_flat_dict, to_yaml
+from da.contracts import DomainData
 from da.data.loader import EndlessLoader
-from da.grl import LR_SCHEDULES
+from da.evaluation import evaluate
+from da.inference import to_device
 from da.interrupt import StopRequest, TrainingInterrupted
-from da.metrics import accuracy, confusion_matrix, mean_iou, per_class_iou, proxy_a_distance
-from da.models import build_model
 from da.provenance import git_state, provenance
+from da.run_folder import check_run_dir, config_differences
 from da.run_log import QuietLogger, RunLogger, read_results
-
-# Keys that change how a run executes, not what it computes: a resumed run may differ here.
-RUNTIME_KEYS = ("device", "train.progress_bar", "train.num_workers", "run_dir", "train.compile",
-                "train.channels_last", "train.pin_memory")
+from da.runs import DTYPES, Run, build_run, resolve_device, use_amp
+from da.tasks import task_of
 
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device={name!r} is not a device name (auto | cpu | cuda | cuda:N): {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} asked for, but CUDA is not available here")
-    return device
-
-
-@dataclass
-class Run:
-    """Everything built from a config: data, algorithm, optimisation."""
-
-    cfg: Config
-    device: torch.device
-    data: DomainData
-    algorithm: Algorithm
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-
-
-def build_run(cfg: Config, device: torch.device, data: DomainData | None = None) -> Run:
-    """Data, algorithm and optimisation from a config; `data` given = reuse it (e.g. a
-    stand-in carrying only num_classes / input_shape when predicting on new clouds)."""
-    checkpoint.seed_everything(cfg.seed)
-    data = build_data(cfg.data) if data is None else data
-    parts = build_model(cfg.model, data)
-    algorithm = build_algorithm(cfg.algorithm, parts.feature_extractor, parts.task_head)
-    algorithm = algorithm.to(device, dtype=DTYPES[cfg.train.dtype])
-    algorithm.class_weights = data.class_weights  # None = plain cross-entropy
-    slow = parts.slow_parameters if parts.slow_parameters is not None else algorithm.feature_parameters()
-    feature_ids = {id(p) for p in slow}
-    groups = [
-        {"params": slow, "lr": cfg.optim.lr * cfg.optim.feature_lr_mult},
-        {"params": [p for p in algorithm.parameters() if id(p) not in feature_ids], "lr": cfg.optim.lr},
-    ]
-    if cfg.optim.name == "sgd":
-        optimizer = torch.optim.SGD(groups, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
-    elif cfg.optim.name == "adamw":
-        optimizer = torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(groups, weight_decay=cfg.optim.weight_decay)
-    schedule = LR_SCHEDULES[cfg.optim.schedule]
-    steps, alpha, beta = cfg.train.steps, cfg.optim.alpha, cfg.optim.beta
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: schedule(s / steps, alpha=alpha, beta=beta))
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler(cfg, device))
-    return Run(cfg, device, data, algorithm, optimizer, scheduler, scaler)
-
-
-def use_amp(cfg: Config, device: torch.device) -> bool:
-    return cfg.optim.amp and device.type == "cuda"
-
-
-def use_scaler(cfg: Config, device: torch.device) -> bool:
-    """Loss scaling is for float16 only: bfloat16 has float32's exponent range."""
-    return use_amp(cfg, device) and cfg.optim.amp_dtype == "float16"
-
-
-# train.dtype: float64 exists to check that a result does not hinge on float32 rounding.
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device,
-              dtype: torch.dtype = torch.float32, channels_last: bool = False) -> dict[str, torch.Tensor]:
-    """Moves a batch; floating inputs take the model's dtype (labels stay integers);
-    channels_last: 4-D float inputs (images) in NHWC memory format."""
-    out = {}
-    for k, v in batch.items():
-        v = v.to(device, dtype=dtype if v.is_floating_point() else None, non_blocking=True)
-        if channels_last and v.dim() == 4 and v.is_floating_point():
-            v = v.contiguous(memory_format=torch.channels_last)
-        out[k] = v
-    return out
-
-
-def model_dtype(module: torch.nn.Module) -> torch.dtype:
-    """The dtype inputs must take for this module (float32 when it has no parameters)."""
-    first = next(module.parameters(), None)
-    return torch.float32 if first is None else first.dtype
-
-
-def iterate(dataset, batch_size: int):
-    for start in range(0, len(dataset), batch_size):
-        yield dataset.__getitems__([(i, 0) for i in range(start, min(start + batch_size, len(dataset)))])
-
-
-@dataclass
-class Predictions:
-    confusion: torch.Tensor  # (K, K), rows = true class
-    features: np.ndarray  # pooled features (one vector per sample) of the first samples
-    labels: np.ndarray  # per-sample labels of those samples (-1 where dense)
-    dense: bool  # per-pixel / per-point task
-    extra: dict[str, float] = field(default_factory=dict)  # more metrics, named without prefix
-
-
-@torch.no_grad()
-def predict_split(algorithm: Algorithm, dataset, device: torch.device, batch_size: int = 512,
-                  max_features: int = 2000) -> Predictions:
-    """Confusion matrix over a labeled split, plus pooled features of its first samples."""
-    if hasattr(dataset, "predict"):  # whole scenes: blocks voted back onto every point
-        return dataset.predict(algorithm, device, max_features)
-    was_training = algorithm.training
-    algorithm.eval()
-    cm, feats, labels, dense = None, [], [], False
-    n_feats = 0
-    dtype = model_dtype(algorithm)
-    for batch in iterate(dataset, batch_size):
-        batch = to_device(batch, device, dtype)
-        f = algorithm.features(batch)
-        logits = algorithm.head(f)
-        dense = logits.dim() > 2
-        part = confusion_matrix(logits.argmax(1), batch["label"], logits.shape[1])
-        cm = part if cm is None else cm + part
-        if n_feats < max_features:
-            take = max_features - n_feats
-            pooled = f.flatten(2).mean(-1) if f.dim() > 2 else f  # one vector per sample
-            feats.append(pooled[:take].float().cpu())
-            labels.append(torch.full((len(feats[-1]),), -1) if dense else batch["label"][:take].cpu())
-            n_feats += len(feats[-1])
-    algorithm.train(was_training)
-    return Predictions(cm, torch.cat(feats).numpy(), torch.cat(labels).numpy(), dense)
-
-
-def evaluate(run: Run, step: int) -> dict[str, float]:
-    """Target-test and source-val metrics; target labels are read here only, never in training."""
-    out: dict[str, float] = {"step": step}
-    feats = {}
-    for prefix, dataset in (("target", run.data.target_test), ("source_val", run.data.source_val)):
-        pred = predict_split(run.algorithm, dataset, run.device)
-        feats[prefix] = pred.features
-        out[f"{prefix}_acc"] = accuracy(pred.confusion)
-        if pred.dense:  # segmentation: mIoU and per-class IoU too
-            out[f"{prefix}_miou"] = mean_iou(pred.confusion)
-            for k, v in enumerate(per_class_iou(pred.confusion)):
-                out[f"{prefix}_iou_{k}"] = v
-        out.update({f"{prefix}_{name}": v for name, v in pred.extra.items()})
-    out["pad"] = proxy_a_distance(feats["source_val"], feats["target"], seed=run.cfg.seed)
-    return out
-
-
-def config_differences(saved: str | Path, cfg: Config) -> list[str]:
-    """The keys (dotted) whose values differ between a saved config - a config.yaml or its
-    text - and `cfg`, ignoring RUNTIME_KEYS. The saved config is resolved with today's code
-    first, so a key added since (at its default value, which computes what the old code
-    did) is no difference. Raises ConfigError if the saved config no longer loads."""
-    if isinstance(saved, Path):
-        old = load_run_config(saved)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "config.yaml"
-            path.write_text(saved)
-            old = load_run_config(path)
-    a, b = to_flat_dict(old), to_flat_dict(cfg)
-    skip = set(RUNTIME_KEYS)
-    return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
-
-
-def check_run_dir(run_dir: Path, cfg: Config) -> None:
-    """A folder holds one config: refuse to resume a run whose settings changed."""
-    saved = run_dir / "config.yaml"
-    if not saved.exists():
-        return
-    try:
-        changed = config_differences(saved, cfg)
-    except ConfigError as exc:
-        raise ConfigError(f"{run_dir} holds a run whose config no longer loads ({exc}); choose another "
-                          "name= / run_dir=, or delete the folder to start over") from None
-    if changed:
-        raise ConfigError(f"{run_dir} holds a run with a different config ({saved}; differs in "
-                          f"{', '.join(changed[:6])}); choose another name= / run_dir=, or delete the "
-                          "folder to start over")
 
 
 class Trainer:
@@ -461,9 +271,8 @@ class Trainer:
         metrics = evaluate(run, step)
         log.result(metrics)
         log.scalars("val", {k: v for k, v in metrics.items() if k != "step"}, step)
-        if hasattr(run.data.target_test, "summary_images"):  # 2D segmentation: overlays in TensorBoard
-            for tag, image in run.data.target_test.summary_images(run.algorithm, self.device).items():
-                log.image(f"target_test/{tag}", image, step)
+        for tag, image in task_of(run.data).summary_images(run.algorithm, run.data.target_test, self.device).items():
+            log.image(f"target_test/{tag}", image, step)  # 2D segmentation: overlays in TensorBoard
         # best.pt is chosen on held-out SOURCE data: target labels never select a model.
         # Segmentation selects on source mIoU: accuracy is dominated by the background class.
         score = metrics.get("source_val_miou", metrics["source_val_acc"])
@@ -545,39 +354,25 @@ class Trainer:
         n = self.cfg.train.embedding_samples
         if n > 0:
             self._embeddings(run, log, n)
-        if hasattr(run.data.target_test, "scene_scores"):
-            self._clouds(run, log)
+        self._clouds(run, log)
         (self.run_dir / "done").write_text(json.dumps(results[-1]) + "\n")
         print("final (last checkpoint): " + ", ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
 
-    def _clouds(self, run: Run, log: RunLogger, scenes: int = 2) -> None:
-        """Predicted target-test scenes (voxel clouds) as PLY files under predictions/ and
-        in TensorBoard's Open3D tab, coloured by prediction, with the truth beside it."""
+    def _clouds(self, run: Run, log: RunLogger) -> None:
+        """The task's predicted target-test clouds (3D: voxel clouds), as PLY files under
+        predictions/ and in TensorBoard's Open3D tab, coloured by prediction."""
         from data_tools.io import PointCloud, write_cloud
-        from data_tools.viz import LABELS, label_colors
 
-        data = run.data.target_test
-        names = {k: v.name for k, v in LABELS.items()}
-        run.algorithm.eval()
-        for s in range(min(scenes, len(data))):
-            scene = data.scenes[s]
-            pred = data.scene_scores(run.algorithm, self.device, s, voxels=True).argmax(axis=1)
-            colours = label_colors(pred)
-            write_cloud(self.run_dir / "predictions" / f"target_test_{s:04d}.ply",
-                        PointCloud(scene.xyz, colours, labels=pred))
-            truth = {} if scene.labels is None else {"labels": scene.labels}
-            log.cloud(f"target_test/scene_{s:04d}", scene.xyz, colours, {"predicted": pred, **truth},
-                      self.cfg.train.steps, names)
+        for cloud in task_of(run.data).summary_clouds(run.algorithm, run.data.target_test, self.device):
+            write_cloud(self.run_dir / "predictions" / f"{cloud.stem}.ply",
+                        PointCloud(cloud.xyz, cloud.colours, labels=cloud.labels["predicted"]))
+            log.cloud(cloud.tag, cloud.xyz, cloud.colours, cloud.labels, self.cfg.train.steps, cloud.label_names)
 
     def _embeddings(self, run: Run, log: RunLogger, n: int) -> None:
+        task = task_of(run.data)
         feats, domains, labels = [], [], []
         for name, dataset in (("source", run.data.source_val), ("target", run.data.target_test)):
-            if hasattr(dataset, "block_features"):  # whole scenes: no need to predict them all
-                f = dataset.block_features(run.algorithm, self.device, n)
-                y = np.full(len(f), -1)
-            else:
-                pred = predict_split(run.algorithm, dataset, self.device, max_features=n)
-                f, y = pred.features, pred.labels
+            f, y = task.pooled_features(run.algorithm, dataset, self.device, n)
             feats.append(f)
             domains += [name] * len(f)
             labels += y.tolist()
@@ -586,16 +381,3 @@ class Trainer:
 
 def train(cfg: Config, stop_after: int | None = None, data: DomainData | None = None) -> Path:
     return Trainer(cfg, data).fit(stop_after)
-
-
-def load_trained(run_dir: Path, checkpoint_name: str = "last.pt", device: str = "cpu",
-                 data: DomainData | None = None) -> Run:
-    """Rebuild a finished (or interrupted) run from its folder, weights loaded, in eval mode."""
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir / "config.yaml")
-    dev = resolve_device(device)
-    run = build_run(cfg, dev, data)
-    ckpt = checkpoint.load(run_dir / "checkpoints" / checkpoint_name, dev)
-    run.algorithm.load_state_dict(ckpt["model"])
-    run.algorithm.eval()
-    return run

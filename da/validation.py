@@ -31,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from da.config import ConfigError, load_run_config
 from da.run_log import read_results
+from da.runs import load_trained
+from da.tasks import task_of
+from da.train import train
 
 VALIDATORS: dict[str, Callable[[Path, str], dict]] = {}
 
@@ -86,141 +88,33 @@ def source_val(run_dir: Path, device: str) -> dict:
     return {"score": _task_score(last, "source_val")}
 
 
-def _array_splits(run, what: str):
-    from da.data import ArrayDataset
-
-    data = run.data
+def _unsupervised_run(run, what: str):
+    """A train-on-target run has read target labels: nothing is left to validate."""
     if run.cfg.data.target_labeled:
         raise ConfigError(f"{what}: a train-on-target run reads target labels; nothing to validate")
-    for split in ("source_train", "source_val", "target_train"):
-        if not isinstance(getattr(data, split), ArrayDataset):
-            raise ConfigError(f"{what} needs in-memory array datasets (moons, digits); "
-                              f"data.name={run.cfg.data.name} is not supported yet")
-    return data
-
-
-@torch.no_grad()
-def _predict(algorithm, dataset, device: torch.device, batch_size: int = 512):
-    """Logits and pooled features over a whole split, in order, WITHOUT its training
-    augmentation (pseudo-labels and density ratios describe the data, not a random view)."""
-    from da.data import ArrayDataset
-    from da.train import iterate, model_dtype, to_device
-
-    plain = ArrayDataset(dataset.x, dataset.y, dataset.input_key, dataset.prepare, None)
-    was_training = algorithm.training
-    algorithm.eval()
-    logits, feats = [], []
-    for batch in iterate(plain, batch_size):
-        batch = to_device(batch, device, model_dtype(algorithm))
-        f = algorithm.features(batch)
-        logits.append(algorithm.head(f).float().cpu())
-        feats.append((f.flatten(2).mean(-1) if f.dim() > 2 else f).float().cpu())
-    algorithm.train(was_training)
-    return torch.cat(logits), torch.cat(feats)
+    return run
 
 
 @register_validator("reverse")
 def reverse_validation(run_dir: Path, device: str) -> dict:
-    from da.data import ArrayDataset, DomainData
-    from da.train import load_trained, train
-
-    forward = load_trained(run_dir, "last.pt", device)
-    data = _array_splits(forward, "reverse validation")
-    logits, _ = _predict(forward.algorithm, data.target_train, forward.device)
-    pseudo = logits.argmax(1)
-    tt, st = data.target_train, data.source_train
-    reverse_data = DomainData(
-        source_train=ArrayDataset(tt.x, pseudo, tt.input_key, tt.prepare, tt.augment),
-        # the reverse run's "source_val" is its own (pseudo-labelled) training data: a
-        # diagnostic only; its TARGET test is the real, labeled source_val
-        source_val=ArrayDataset(tt.x, pseudo, tt.input_key, tt.prepare, None),
-        target_train=ArrayDataset(st.x, None, st.input_key, st.prepare, st.augment),
-        target_test=data.source_val,
-        num_classes=data.num_classes, input_key=data.input_key, input_shape=data.input_shape,
-        class_weights=data.class_weights)
+    forward = _unsupervised_run(load_trained(run_dir, "last.pt", device), "reverse validation")
+    reverse_data, pseudo = task_of(forward.data).reverse_data(forward.algorithm, forward.data, forward.device)
     cfg = load_run_config(run_dir / "config.yaml")
     cfg = replace(cfg, name=f"{cfg.name}-reverse", run_dir=str(run_dir / "reverse"),
                   train=replace(cfg.train, embedding_samples=0, progress_bar=False))
     reverse_dir = train(cfg, data=reverse_data)
     last = read_results(reverse_dir)[-1]
-    counts = torch.bincount(pseudo, minlength=data.num_classes).tolist()
+    counts = torch.bincount(pseudo, minlength=forward.data.num_classes).tolist()
     return {"score": _task_score(last, "target"), "reverse_run": str(reverse_dir),
             "pseudo_label_counts": counts}
-
-
-@torch.no_grad()
-def _predict_blocks(algorithm, dataset, device: torch.device, n: int, seed: int,
-                    batch_size: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pooled features (one row per block) and, when labeled, the mean per-point
-    cross-entropy of each block, over up to `n` seeded blocks of a point-cloud split,
-    drawn without augmentation (the same points for every run of the same seed)."""
-    from da.algorithms.base import IGNORE_INDEX
-    from da.train import model_dtype, to_device
-
-    order = np.random.default_rng(seed).permutation(len(dataset))[:n]
-    was_training = algorithm.training
-    algorithm.eval()
-    feats, losses = [], []
-    for start in range(0, len(order), batch_size):
-        batch = dataset.__getitems__([(int(i), seed) for i in order[start:start + batch_size]])
-        batch = to_device(batch, device, model_dtype(algorithm))
-        f = algorithm.features(batch)
-        feats.append(f.flatten(2).mean(-1).float().cpu())
-        if "label" in batch:
-            loss = F.cross_entropy(algorithm.head(f).float(), batch["label"],
-                                   ignore_index=IGNORE_INDEX, reduction="none")
-            counted = (batch["label"] != IGNORE_INDEX).float()
-            losses.append(((loss * counted).sum(1) / counted.sum(1).clamp_min(1)).cpu())
-    algorithm.train(was_training)
-    return torch.cat(feats).numpy(), torch.cat(losses).numpy() if losses else None
-
-
-def plain_blocks(like, scenes, labeled: bool):
-    """Blocks of `scenes` cut like the training BlockDataset `like`, without augmentation."""
-    from da.data.blocks import BlockDataset
-
-    return BlockDataset(scenes, like.block_size, like.stride, like.num_points, like.colour, labeled,
-                        False, like.min_points, like.voxel)
-
-
-def _dev_inputs_blocks(run, max_rows: int):
-    """DEV's inputs for point-cloud runs: blocks of source_train, target_train and the
-    source_val scenes (columns as in training, no augmentation)."""
-    data = run.data
-    if run.cfg.data.target_labeled:
-        raise ConfigError("deep embedded validation: a train-on-target run reads target labels; nothing to validate")
-    st = data.source_train
-    plain = lambda scenes, labeled: plain_blocks(st, scenes, labeled)  # noqa: E731
-    seed = run.cfg.seed
-    f_src, _ = _predict_blocks(run.algorithm, plain(st.scenes, False), run.device, max_rows, seed)
-    f_tgt, _ = _predict_blocks(run.algorithm, plain(data.target_train.scenes, False), run.device,
-                               max_rows, seed)
-    f_val, val_loss = _predict_blocks(run.algorithm, plain(data.source_val.scenes, True), run.device,
-                                      max_rows, seed)
-    return f_src, f_tgt, f_val, val_loss
 
 
 @register_validator("dev")
 def deep_embedded_validation(run_dir: Path, device: str, max_rows: int = 2000) -> dict:
     """Point-cloud runs are scored per block (up to max_rows blocks per split)."""
-    from da.data.blocks import BlockDataset
-    from da.train import load_trained
-
-    run = load_trained(run_dir, "last.pt", device)
-    rng = np.random.default_rng(run.cfg.seed)
-    if isinstance(run.data.source_train, BlockDataset):  # point clouds: per block
-        f_src, f_tgt, f_val, val_loss = _dev_inputs_blocks(run, max_rows)
-    else:
-        data = _array_splits(run, "deep embedded validation")
-        _, f_src = _predict(run.algorithm, data.source_train, run.device)
-        _, f_tgt = _predict(run.algorithm, data.target_train, run.device)
-        val_logits, f_val = _predict(run.algorithm, data.source_val, run.device)
-        f_src = f_src.numpy()[rng.permutation(len(f_src))[:max_rows]]
-        f_tgt = f_tgt.numpy()[rng.permutation(len(f_tgt))[:max_rows]]
-        f_val = f_val.numpy()
-        loss = F.cross_entropy(val_logits, data.source_val.y, reduction="none")
-        val_loss = (loss.flatten(1).mean(1) if loss.dim() > 1 else loss).numpy()  # one per sample
-    return _dev_score(f_src, f_tgt, f_val, val_loss)
+    run = _unsupervised_run(load_trained(run_dir, "last.pt", device), "deep embedded validation")
+    inputs = task_of(run.data).dev_inputs(run.algorithm, run.data, run.device, max_rows, run.cfg.seed)
+    return _dev_score(*inputs)
 
 
 def _dev_score(f_src: np.ndarray, f_tgt: np.ndarray, f_val: np.ndarray, val_loss: np.ndarray) -> dict:

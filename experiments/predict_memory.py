@@ -57,12 +57,13 @@ def child(run_dir: Path, scene_file: Path, n: int) -> dict:
     from da.data.rebar3d import NUM_CLASSES
     from da.data.shape_features import CHANNELS_PER_RADIUS
     from da.predict import predict_cloud
-    from da.train import load_trained
+    from da.runs import load_trained
 
     cfg = load_config([run_dir / "config.yaml"]).data
     width = 3 + 3 * cfg.colour + CHANNELS_PER_RADIUS * len(cfg.shape_radii)
     run = load_trained(run_dir, "last.pt", "cpu",
-                       data=DomainData(None, None, None, None, NUM_CLASSES, "coord", (width,)))
+                       data=DomainData(None, None, None, None, NUM_CLASSES, "coord", (width,),
+                                       task="segmentation3d"))
     cloud = tiled_cloud(scene_file, n)
     before = rss_bytes()
     peak = [before]

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from da.provenance import git_state
-from da.train import load_trained, predict_split
+from da.runs import load_trained
+from da.tasks import task_of
 
 CLASSES = ("background", "main", "tie")
 
@@ -28,7 +29,7 @@ def confusion_lines(run_dir: Path, device: str) -> list[str]:
     if not (run_dir / "checkpoints" / "last.pt").is_file():
         raise FileNotFoundError(f"{run_dir}: no checkpoints/last.pt (train the run first)")
     run = load_trained(run_dir, device=device)
-    cm = predict_split(run.algorithm, run.data.target_test, run.device).confusion.double().cpu()
+    cm = task_of(run.data).evaluate(run.algorithm, run.data.target_test, run.device).confusion.double().cpu()
     rows = cm / cm.sum(dim=1, keepdim=True).clamp_min(1)
     predicted = cm.sum(dim=0) / cm.sum()
     truth = cm.sum(dim=1) / cm.sum()

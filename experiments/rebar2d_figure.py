@@ -72,7 +72,8 @@ def predictions_figure(shift: str, rows: list[str], runs: Path, seed: int, image
                        name: str = "") -> Path:
     """Each run predicts on data built from its own config.yaml (so an ImageNet-encoder run
     gets its own input normalisation); the tiles show the first run's target_test images."""
-    from da.train import load_trained
+    from da.runs import load_trained
+    from da.tasks import task_of
 
     device = torch.device("cpu")
     preds, ds = {}, None
@@ -80,7 +81,8 @@ def predictions_figure(shift: str, rows: list[str], runs: Path, seed: int, image
         run_dir = runs / f"{shift}_{row}" / f"seed{seed}"
         run = load_trained(run_dir, "last.pt", device)
         ds = run.data.target_test if ds is None else ds
-        preds[row] = [run.data.target_test.logits(run.algorithm, i, device).argmax(0).numpy().astype(np.uint8)
+        task = task_of(run.data)
+        preds[row] = [task.predict_labels(run.algorithm, run.data.target_test, i, device).astype(np.uint8)
                       for i in images]
     lines = []
     for k, i in enumerate(images):

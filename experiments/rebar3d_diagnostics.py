@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from da.inference import forward_batches
 from da.metrics import proxy_a_distance
 from da.provenance import git_state, machine_summary
-from da.train import load_trained, model_dtype, to_device
-from da.validation import plain_blocks, validate_run
+from da.runs import load_trained
+from da.tasks.segmentation3d import plain_blocks
+from da.validation import validate_run
 
 
 @torch.no_grad()
@@ -37,13 +39,10 @@ def point_features(run, scenes, n_blocks: int = 64, per_block: int = 64, seed: i
     ds = plain_blocks(run.data.source_train, scenes, labeled=False)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ds))[:n_blocks]
-    run.algorithm.eval()
+    batches = (ds.__getitems__([(int(i), seed) for i in order[start:start + 8]]) for start in range(0, len(order), 8))
     rows = []
-    for start in range(0, len(order), 8):
-        batch = to_device(ds.__getitems__([(int(i), seed) for i in order[start:start + 8]]), run.device,
-                          model_dtype(run.algorithm))
-        f = run.algorithm.features(batch).float().cpu().numpy()  # (B, C, N)
-        for b in f:
+    for _, features, _ in forward_batches(run.algorithm, batches, run.device):
+        for b in features.float().cpu().numpy():  # (C, N) per block
             rows.append(b[:, rng.choice(b.shape[1], per_block, replace=False)].T)
     return np.concatenate(rows)
 

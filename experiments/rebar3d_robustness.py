@@ -35,7 +35,8 @@ from da.data.blocks import SceneDataset
 from da.data.rebar3d import NUM_CLASSES, dataset_dir, load_split
 from da.metrics import mean_iou, per_class_iou
 from da.provenance import git_state, machine_summary
-from da.train import load_trained, predict_split
+from da.runs import load_trained
+from da.tasks import task_of
 from data_tools.rebar.cages import ELEMENTS
 from data_tools.splits import read_manifest
 from data_tools.target_dataset import (
@@ -84,8 +85,8 @@ def condition_data(root: Path, bench: Path, preset: str, capture: str,
 
 def evaluate_run(run_dir: Path, test: SceneDataset) -> dict[str, float]:
     run = load_trained(run_dir, "last.pt", "cpu", data=DomainData(
-        None, None, None, test, NUM_CLASSES, "coord", (input_width(run_dir),)))
-    pred = predict_split(run.algorithm, test, run.device)
+        None, None, None, test, NUM_CLASSES, "coord", (input_width(run_dir),), task="segmentation3d"))
+    pred = task_of(run.data).evaluate(run.algorithm, test, run.device)
     out = {"miou": mean_iou(pred.confusion)}
     out.update({f"iou_{k}": v for k, v in enumerate(per_class_iou(pred.confusion))})
     out.update(pred.extra)

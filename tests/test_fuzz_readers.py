@@ -82,7 +82,7 @@ def test_known_bad_values_are_refused_with_the_key(override):
     key = override.split("=")[0]
     with pytest.raises(ConfigError) as err:
         cfg = load_config(moons_configs(dann=True), [override])
-        from da.train import resolve_device
+        from da.runs import resolve_device
 
         resolve_device(cfg.device)
     assert key.split(".")[-1] in str(err.value) or "device" in str(err.value)

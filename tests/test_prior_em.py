@@ -137,9 +137,9 @@ def test_calibration_undoes_a_miscalibrated_head_before_em():
 
 
 def test_evaluation_scores_the_corrected_outputs():
-    """predict_split (the trainer's evaluation of per-sample tasks) goes through
-    Algorithm.head, so the confusion matrix counts the re-weighted predictions."""
-    from da.train import predict_split
+    """The classification task's evaluation (the trainer's, for per-sample tasks) goes
+    through Algorithm.head, so the confusion matrix counts the re-weighted predictions."""
+    from da.tasks import TASKS
 
     class Samples:
         def __init__(self, x, y):
@@ -159,7 +159,7 @@ def test_evaluation_scores_the_corrected_outputs():
     for step in range(8):
         algo.losses({"x": draw(512, 0.5, g)[0]}, {"x": draw(512, 0.8, g)[0]}, step / 8)
     xt, yt = draw(4000, 0.8, g)
-    cm = predict_split(algo, Samples(xt, yt), torch.device("cpu"), batch_size=1000).confusion
+    cm = TASKS["classification"].evaluate(algo, Samples(xt, yt), torch.device("cpu"), batch_size=1000).confusion
     corrected = algo.predict({"x": xt}).argmax(1)
     plain = head(fe({"x": xt})).argmax(1)
     assert int(cm[:, 1].sum()) == int((corrected == 1).sum())

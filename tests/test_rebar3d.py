@@ -16,6 +16,7 @@ from da.data import build_data
 from da.data.blocks import SceneDataset, prepare_scene
 from da.models import build_model
 from da.predict import predict_file
+from da.tasks import TASKS
 from da.train import train
 from data_tools.io import PointCloud, read_cloud, write_cloud
 from data_tools.prepare import rotation_to_z
@@ -105,12 +106,14 @@ def test_whole_scene_voting_reaches_every_original_point():
     truth[:100] = 255  # ignored points are never counted
     scene = prepare_scene("synthetic", PointCloud(xyz, labels=truth), voxel=0.05)
     data = SceneDataset([scene], block_size=1.0, num_points=128, colour=False, num_classes=3)
-    pred = data.predict(_HeightRule(), torch.device("cpu"))
+    task = TASKS["segmentation3d"]
+    pred = task.evaluate(_HeightRule(), data, torch.device("cpu"))
     cm = pred.confusion
     assert int(cm.sum()) == 5900  # every labeled ORIGINAL point, not the voxels
     assert np.isclose(pred.confusion.trace().item() / 5900, 1.0, atol=0.02)  # voxel-boundary points only
-    flipped = SceneDataset([prepare_scene("s", PointCloud(xyz, labels=1 - np.clip(truth, 0, 1)), 0.05)],
-                           1.0, 128, False, 3).predict(_HeightRule(), torch.device("cpu"))
+    flipped = task.evaluate(_HeightRule(), SceneDataset(
+        [prepare_scene("s", PointCloud(xyz, labels=1 - np.clip(truth, 0, 1)), 0.05)], 1.0, 128, False, 3),
+        torch.device("cpu"))
     assert flipped.confusion.trace().item() / flipped.confusion.sum().item() < 0.05
 
 

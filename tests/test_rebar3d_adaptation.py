@@ -17,7 +17,8 @@ from da.algorithms.base import IGNORE_INDEX
 from da.algorithms.self_training import SelfTraining, SelfTrainingConfig, pseudo_labels
 from da.config import ConfigError, load_config
 from da.data import build_data
-from da.train import load_trained, train
+from da.runs import load_trained
+from da.train import train
 from data_tools.io import read_cloud
 from data_tools.target_dataset import build_rebar3d, simulate_source, simulated_source_dir
 

@@ -10,7 +10,7 @@ import torch
 from da.algorithms.base import soft_dice_loss
 from da.config import ConfigError, load_config
 from da.grl import cosine_schedule
-from da.train import build_run
+from da.runs import build_run
 from tests.conftest import moons_configs
 
 

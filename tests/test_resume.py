@@ -99,7 +99,8 @@ def test_bad_value_fails_before_any_folder_is_written(tmp_path, moons_overrides)
 
 def test_a_run_saved_before_a_new_config_key_still_resumes(tmp_path, data_root):
     from da.config import ConfigError, load_config
-    from da.train import check_run_dir, train
+    from da.run_folder import check_run_dir
+    from da.train import train
 
     cfg = load_config(["experiments/configs/moons.yaml"],
                       [f"data.root={data_root}", "train.steps=4", "train.eval_every=4",

@@ -9,6 +9,7 @@ import torch
 
 from da.config import load_config
 from da.data.segmentation2d import SegmentationImages
+from da.tasks.segmentation2d import image_logits
 
 
 def test_crops_move_image_and_mask_together_and_resume_exactly():
@@ -118,17 +119,15 @@ def test_focus_crops_hold_the_rare_class_and_uniform_crops_rarely_do():
 
 def test_sliding_windows_cover_the_whole_image_exactly_once_per_window():
     class Identity(torch.nn.Module):  # "logits" = the normalised red channel, 3 times
-        training = False
-
-        def predict(self, batch):
+        def features(self, batch):
             return batch["image"][:, :1].repeat(1, 3, 1, 1)
 
-        def parameters(self):
-            return iter([torch.zeros(1)])
+        def head(self, features):
+            return features
 
     images = np.random.default_rng(1).integers(0, 255, (1, 3, 70, 90)).astype(np.uint8)
     ds = SegmentationImages(images, np.zeros((1, 70, 90), np.uint8), crop=32, augment=False)
-    logits = ds.logits(Identity(), 0, torch.device("cpu"))
+    logits = image_logits(Identity(), ds, 0, torch.device("cpu"))
     expect = (torch.as_tensor(images[0, 0]).float() / 255 - 0.485) / 0.229
     assert logits.shape == (3, 70, 90) and torch.allclose(logits[0], expect, atol=1e-5)  # averaging is exact
 
@@ -166,7 +165,7 @@ def test_tiny_end_to_end(tmp_path, tiny2d, model, algo):
 
 def test_stage_discriminators_reach_the_encoder(tiny2d):
     from da.data import build_data
-    from da.train import build_run
+    from da.runs import build_run
 
     cfg = load_config(None, [*tiny2d, "model.name=unet", "algorithm.name=dann_stages", "algorithm.stages=[2,4]",
                              "train.batch_size=2"])

@@ -51,7 +51,7 @@ def test_lite_encoder_widths_and_imagenet_weights_reach_the_unet():
 
 
 def test_encoder_is_the_slow_group_and_decoder_learns_at_the_full_rate(tiny2d):
-    from da.train import build_run
+    from da.runs import build_run
 
     cfg = load_config(None, [*tiny2d, *LITE, "optim.lr=0.01", "optim.feature_lr_mult=0.1"])
     run = build_run(cfg, torch.device("cpu"))
@@ -97,7 +97,7 @@ def test_tiny_end_to_end_on_the_imagenet_encoder(tmp_path, tiny2d, algo):
 
 def test_stage_discriminators_reach_the_lite_encoder(tiny2d):
     from da.data import build_data
-    from da.train import build_run
+    from da.runs import build_run
 
     cfg = load_config(None, [*tiny2d, *LITE, "algorithm.name=dann_stages", "algorithm.stages=[1,4]",
                              "train.batch_size=2"])

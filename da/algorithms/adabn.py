@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from da.algorithms.base import ALGORITHMS, Algorithm
-from da.config import AlgorithmConfig
+from da.config_schema import AlgorithmConfig
 from da.registry import register
 
 

@@ -15,12 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from da.config import AlgorithmConfig
+from da.config_schema import AlgorithmConfig
+from da.contracts import IGNORE_INDEX  # noqa: F401 - algorithms import it from here
 from da.registry import Entry, lookup
 
 ALGORITHMS: dict[str, Entry] = {}
-
-IGNORE_INDEX = 255  # labels never counted (e.g. unlabeled points)
 
 
 class Algorithm(nn.Module):

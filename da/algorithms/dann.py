@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from da.algorithms.base import ALGORITHMS, Algorithm, concat_batches
-from da.config import AlgorithmConfig
+from da.config_schema import AlgorithmConfig
 from da.domain_loss import DomainAdversarialLoss, feature_rows
 from da.grl import LAMBDA_SCHEDULES
 from da.models.domain import DomainClassifier

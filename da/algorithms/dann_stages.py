@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from da.algorithms.base import ALGORITHMS, Algorithm
-from da.config import AlgorithmConfig
+from da.config_schema import AlgorithmConfig
 from da.grl import GradientReversal, dann_lambda
 from da.registry import register
 

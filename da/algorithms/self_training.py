@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from da.algorithms.base import ALGORITHMS, IGNORE_INDEX, Algorithm
-from da.config import AlgorithmConfig
+from da.config_schema import AlgorithmConfig
 from da.registry import register
 
 

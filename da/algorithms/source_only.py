@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from da.algorithms.base import ALGORITHMS, Algorithm
-from da.config import AlgorithmConfig
+from da.config_schema import AlgorithmConfig
 from da.registry import register
 
 

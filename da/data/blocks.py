@@ -24,24 +24,22 @@ directions turn with it), scale and jitter. A column with at most `num_points` p
 gives every one of them (padded with repeats), so with a large `num_points` a block is
 every voxel of its column in both domains - the fixed count no longer sets a density
 that differs between a sparse source column and a dense target one. Evaluation
-(`SceneDataset`): `data_tools.prepare.tile_blocks` covers every point, logits are voted
-back with `data_tools.prepare.vote`, and the confusion matrix counts every original
+(`SceneDataset`): `data_tools.prepare.tile_blocks` covers every point; the segmentation3d
+task votes the logits back (`data_tools.prepare.add_votes`) and counts every original
 point whose label is not 255.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from da.data import shape_features
-from da.metrics import bootstrap_miou, confusion_matrix, grouped_miou
+import da.data.shape_features as shape_features
 from data_tools.io import PointCloud
-from data_tools.prepare import add_votes, tile_blocks, voxel_downsample
+from data_tools.prepare import tile_blocks, voxel_downsample
 
 IGNORE = 255
 
@@ -183,7 +181,8 @@ def augment_block(coord: np.ndarray, rng: np.random.Generator, scale: float = 0.
 class SceneDataset(Dataset):
     """Whole scenes for evaluation: fixed blocks covering every point, voted back.
 
-    `__len__` is the number of scenes; the trainer calls `predict` instead of iterating.
+    `__len__` is the number of scenes; the segmentation3d task (`da.tasks`) runs the model
+    over `block_batch`es and votes the logits back onto the points.
     """
 
     def __init__(self, scenes: list[Scene], block_size: float, num_points: int, colour: bool,
@@ -197,87 +196,10 @@ class SceneDataset(Dataset):
     def __len__(self) -> int:
         return len(self.scenes)
 
-    def _batch(self, scene: Scene, blocks: list, device: torch.device,
-               dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    def block_batch(self, s: int, blocks: list) -> dict[str, torch.Tensor]:
+        """Model inputs (on the CPU) of `blocks` of scene `s` - its fixed evaluation blocks."""
+        scene = self.scenes[s]
         inputs = [block_inputs(scene, b.indices, b.origin, self.block_size, self.colour) for b in blocks]
         coord = np.stack([c for c, _ in inputs])
-        return {"coord": torch.from_numpy(coord).to(device, dtype),
-                "feat": torch.from_numpy(np.stack([f for _, f in inputs])).to(device, dtype),
-                "grid": torch.from_numpy(voxel_grid(coord, self.block_size, self.voxel)).to(device)}
-
-    @torch.no_grad()
-    def scene_scores(self, algorithm, device: torch.device, s: int, batch_size: int = 16,
-                     features: list | None = None, voxels: bool = False) -> np.ndarray:
-        """(N_original, K) voted class probabilities of scene `s` ((M, K) per voxel with
-        `voxels`); appends pooled block features (one per block) to `features` if given."""
-        scene, blocks = self.scenes[s], self.blocks[s]
-        # Streamed: each batch's probabilities are added to the (M, K) votes at once, so
-        # memory beyond the scene is one batch of blocks, whatever the scene's size.
-        scores = np.zeros((len(scene.xyz), self.num_classes))
-        for start in range(0, len(blocks), batch_size):
-            chunk = blocks[start:start + batch_size]
-            f = algorithm.features(self._batch(scene, chunk, device, _dtype(algorithm)))
-            add_votes(scores, chunk, list(algorithm.head(f).float().transpose(1, 2).cpu().numpy()))
-            if features is not None:
-                features.append(f.float().mean(dim=2).cpu().numpy())
-        return scores if voxels else scores[scene.index]
-
-    @torch.no_grad()
-    def scene_labels(self, algorithm, device: torch.device, s: int, batch_size: int = 16,
-                     features: list | None = None) -> np.ndarray:
-        """(N_original,) int64 predicted label of every original point of scene `s`: the
-        argmax per voxel, carried to the points (no (N, K) array is built)."""
-        voxel_scores = self.scene_scores(algorithm, device, s, batch_size, features, voxels=True)
-        if not voxel_scores.any(axis=1).all():
-            warnings.warn(f"{self.scenes[s].name}: some voxels are in no block", RuntimeWarning,
-                          stacklevel=2)
-        return voxel_scores.argmax(axis=1)[self.scenes[s].index]
-
-    @torch.no_grad()
-    def block_features(self, algorithm, device: torch.device, n: int, batch_size: int = 16) -> np.ndarray:
-        """Pooled features (mean over points) of the first `n` blocks, scenes in turn."""
-        was_training = algorithm.training
-        algorithm.eval()
-        out: list[np.ndarray] = []
-        for scene, blocks in zip(self.scenes, self.blocks):
-            for start in range(0, len(blocks), batch_size):
-                if sum(map(len, out)) >= n:
-                    break
-                batch = self._batch(scene, blocks[start:start + batch_size], device,
-                                     _dtype(algorithm))
-                out.append(algorithm.features(batch).float().mean(dim=2).cpu().numpy())
-        algorithm.train(was_training)
-        return np.concatenate(out)[:n]
-
-    def predict(self, algorithm, device: torch.device, max_features: int = 2000):
-        """Confusion matrix over every labeled original point, and pooled block features."""
-        from da.train import Predictions  # the trainer's result type; imported late (no cycle)
-
-        was_training = algorithm.training
-        algorithm.eval()
-        k = self.num_classes
-        cms: list[torch.Tensor] = []
-        feats: list[np.ndarray] = []
-        for s, scene in enumerate(self.scenes):
-            if scene.original_labels is None:
-                raise ValueError(f"{scene.name}: evaluation needs labels")
-            pred = self.scene_labels(algorithm, device, s, features=feats)
-            cms.append(confusion_matrix(torch.from_numpy(pred),
-                                        torch.from_numpy(scene.original_labels), k))
-        algorithm.train(was_training)
-        pooled = np.concatenate(feats)[:max_features]
-        # Beside the pooled numbers: a 95% bootstrap interval over scenes, and per element.
-        lo, hi = bootstrap_miou(cms)
-        extra = {"miou_ci_lo": lo, "miou_ci_hi": hi}
-        if all(sc.element for sc in self.scenes):
-            groups = grouped_miou(cms, [sc.element for sc in self.scenes])
-            for g in self.elements or sorted(groups):
-                extra[f"miou_{g}"] = groups.get(g, float("nan"))
-        return Predictions(torch.stack(cms).sum(0), pooled, np.full(len(pooled), -1),
-                           dense=True, extra=extra)
-
-
-def _dtype(algorithm) -> torch.dtype:
-    from da.train import model_dtype  # lazy: da.train imports this package
-
-    return model_dtype(algorithm)
+        return {"coord": torch.from_numpy(coord), "feat": torch.from_numpy(np.stack([f for _, f in inputs])),
+                "grid": torch.from_numpy(voxel_grid(coord, self.block_size, self.voxel))}

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import da.data.transforms as transforms
 from da import normalisation
-from da.config import DataConfig
-from da.data import DATASETS, ArrayDataset, DomainData, transforms
+from da.config_schema import DataConfig
+from da.data.base import DATASETS, ArrayDataset, DomainData, dataset_folder
 from da.normalisation import Normalise
 from da.registry import register
 from data_tools.splits import DatasetFileError
@@ -190,7 +191,6 @@ def build_rendered(cfg: RenderedClassesConfig) -> DomainData:
 
 
 def rendered_folder(cfg: RenderedClassesConfig, per_class: dict[str, int], lights: list[str], seed: int) -> Path:
-    from da.data import dataset_folder
     from data_tools.rendered_classes import VERSIONS, build_rendered_classes
 
     params = dict(task=cfg.task, per_class=per_class, size=cfg.render_size, views=cfg.views, seed=seed,
@@ -225,7 +225,6 @@ class DigitsMFolderConfig(ImageFolderConfig):
 def build_digits_m(cfg: DigitsMFolderConfig) -> DomainData:
     from dataclasses import replace
 
-    from da.data import dataset_folder
     from data_tools.digits import build_digits_m_folder
 
     cfg.validate()

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from da.config import DataConfig
-from da.data import DATASETS, ArrayDataset, DomainData, transforms
+import da.data.transforms as transforms
+from da.config_schema import DataConfig
+from da.data.base import DATASETS, ArrayDataset, DomainData
 from da.registry import register
 from data_tools.digit_files import DIGIT_SETS, read_digits
 

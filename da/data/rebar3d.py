@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from da.config import DataConfig
-from da.data import DATASETS, DomainData, dataset_folder, shape_features
+import da.data.shape_features as shape_features
+from da.config_schema import DataConfig
+from da.data.base import DATASETS, DomainData, dataset_folder
 from da.data.blocks import BlockDataset, Scene, SceneDataset, prepare_scene
 from da.registry import register
 from data_tools.io import PointCloud, read_cloud
@@ -236,4 +237,4 @@ def build_rebar3d_data(cfg: Rebar3dConfig) -> DomainData:
         target_test=whole(load("target_test", True)),
         num_classes=NUM_CLASSES, input_key="coord",
         input_shape=(3 + 3 * cfg.colour + shape_features.CHANNELS_PER_RADIUS * len(cfg.shape_radii),),
-        class_weights=weights)
+        class_weights=weights, task="segmentation3d")

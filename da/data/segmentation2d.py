@@ -36,9 +36,8 @@ import torch
 from torch.utils.data import Dataset
 
 from da import normalisation
-from da.config import DataConfig
-from da.data import DATASETS, DomainData, dataset_folder
-from da.metrics import confusion_matrix
+from da.config_schema import DataConfig
+from da.data.base import DATASETS, DomainData, dataset_folder
 from da.normalisation import Normalise
 from da.registry import register
 
@@ -193,61 +192,9 @@ class SegmentationImages(Dataset):
         batch = self.__getitems__([key if isinstance(key, tuple) else (key, 0)])
         return {k: v[0] for k, v in batch.items()}
 
-    @torch.no_grad()
-    def logits(self, algorithm, i: int, device: torch.device) -> torch.Tensor:
-        """(K, H, W) logits of whole image i: sliding windows, overlapping logits averaged."""
-        from da.train import model_dtype
-
-        h, w = self.images.shape[2:]
-        c = self.crop
-        stride = max(1, (3 * c) // 4)
-        tops = sorted({*range(0, h - c + 1, stride), h - c})
-        lefts = sorted({*range(0, w - c + 1, stride), w - c})
-        x = self.normalise(self.images[i:i + 1]).to(device, model_dtype(algorithm))
-        total = torch.zeros(self.num_classes, h, w, device=device)
-        count = torch.zeros(1, h, w, device=device)
-        for t in tops:
-            for lft in lefts:
-                out = algorithm.predict({self.input_key: x[..., t:t + c, lft:lft + c]})[0].float()
-                total[:, t:t + c, lft:lft + c] += out
-                count[:, t:t + c, lft:lft + c] += 1
-        return total / count
-
-    def summary_images(self, algorithm, device: torch.device, count: int = 2) -> dict[str, np.ndarray]:
-        """input | ground truth | prediction, side by side, for the first `count` images."""
-        was = algorithm.training
-        algorithm.eval()
-        out = {}
-        for i in range(min(count, len(self))):
-            img = self.images[i].permute(1, 2, 0).numpy()
-            pred = self.logits(algorithm, i, device).argmax(0).cpu().numpy()
-            truth = self.masks[i].numpy() if self.masks is not None else np.zeros_like(pred)
-            out[f"image_{i}"] = np.concatenate([img, overlay(img, truth), overlay(img, pred)], axis=1)
-        algorithm.train(was)
-        return out
-
-    def predict(self, algorithm, device: torch.device, max_features: int = 2000):
-        """Confusion matrix over every labeled pixel of every whole image; pooled features
-        of centre crops (for PAD)."""
-        from da.train import Predictions, model_dtype
-
-        if self.masks is None:
-            raise ValueError("evaluation needs masks")
-        was = algorithm.training
-        algorithm.eval()
-        cm = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
-        feats = []
-        for i in range(len(self)):
-            pred = self.logits(algorithm, i, device).argmax(0).cpu()
-            cm += confusion_matrix(pred, self.masks[i], self.num_classes)
-            if len(feats) < max_features:
-                batch = {k: v.to(device, model_dtype(algorithm) if v.is_floating_point() else None)
-                         for k, v in self.__getitems__([(i, 0)]).items()}
-                f = algorithm.features(batch)
-                feats.append((f.flatten(2).mean(-1) if f.dim() > 2 else f).float().cpu().numpy())
-        algorithm.train(was)
-        pooled = np.concatenate(feats)[:max_features]
-        return Predictions(cm, pooled, np.full(len(pooled), -1), dense=True)
+    def whole_image(self, i: int) -> torch.Tensor:
+        """(1, 3, H, W) image i, normalised as the model reads it (for sliding-window inference)."""
+        return self.normalise(self.images[i:i + 1])
 
 
 def class_weights(masks: np.ndarray, k: int) -> torch.Tensor:
@@ -338,7 +285,7 @@ def build_rebar2d_data(cfg: Rebar2dConfig) -> DomainData:
     return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
                       target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
                       num_classes=k, input_key="image", input_shape=(3, cfg.crop, cfg.crop),
-                      class_weights=class_weights(y_tr, k))
+                      class_weights=class_weights(y_tr, k), task="segmentation2d")
 
 
 def resized(samples: list[tuple[np.ndarray, np.ndarray | None, str]], size: list[int]):
@@ -415,4 +362,4 @@ def build_seg_files(cfg: SegFilesConfig) -> DomainData:
     return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
                       target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
                       num_classes=3, input_key="image", input_shape=(3, cfg.crop, cfg.crop),
-                      class_weights=class_weights(y_tr, 3))
+                      class_weights=class_weights(y_tr, 3), task="segmentation2d")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from da.config import ModelConfig
+from da.config_schema import ModelConfig
 from da.models import MODELS, ModelParts
 from da.models.pointnet import point_head, point_inputs, shared_mlp
 from da.models.pointnet2 import gather_points, square_distance

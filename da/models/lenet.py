@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from da.config import ModelConfig
+from da.config_schema import ModelConfig
 from da.models import MODELS, ModelParts
 from da.registry import register
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from da.config import ModelConfig
+from da.config_schema import ModelConfig
 from da.models import MODELS, ModelParts, efficientnet_lite
 from da.registry import register
 
@@ -163,9 +163,9 @@ def load_pretrained(arch: str, net: nn.Module, weights: str) -> str:
     else:
         path = Path(weights)
     if path.is_dir():  # a run folder of ours: its backbone, straight from the checkpoint
-        fe, cfg = run_backbone(path)
-        if cfg.model.arch != arch:
-            raise ValueError(f"{path}: a {cfg.model.arch} backbone, not {arch}")
+        fe, model_cfg = run_backbone(path)
+        if model_cfg.arch != arch:
+            raise ValueError(f"{path}: a {model_cfg.arch} backbone, not {arch}")
         for mine, theirs in zip(fe.stages, stages_of(arch, net)):
             theirs.load_state_dict(mine.state_dict())
         return str(path)
@@ -321,26 +321,39 @@ def export_backbone(algorithm: nn.Module, cfg: TorchvisionConfig, out: Path) -> 
 
 def export_run_backbone(run_dir: Path, out: Path, checkpoint_name: str = "last.pt") -> Path:
     """`da export-backbone`: the backbone of a finished run folder, without loading its data."""
-    fe, cfg = run_backbone(run_dir, checkpoint_name)
-    return export_backbone(nn.ModuleDict({"feature_extractor": fe}), cfg.model, Path(out))
+    fe, model_cfg = run_backbone(run_dir, checkpoint_name)
+    return export_backbone(nn.ModuleDict({"feature_extractor": fe}), model_cfg, Path(out))
 
 
-def run_backbone(run_dir: Path, checkpoint_name: str = "last.pt") -> tuple[StagedBackbone, object]:
-    """The whole backbone of a run folder (weights loaded) and the run's config."""
+def run_model_config(run_dir: Path) -> TorchvisionConfig:
+    """The `model` section of a run folder's config.yaml, read as this module's schema (the
+    whole config is not needed, and reading it here keeps models below da.config)."""
+    from omegaconf import OmegaConf
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run folder (no config.yaml)")
+    model = OmegaConf.load(path).get("model")
+    if model is None or model.get("name") != "torchvision":
+        name = None if model is None else model.get("name")
+        raise ValueError(f"{run_dir}: model.name={name}; export-backbone needs a torchvision backbone")
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TorchvisionConfig), model))
+    except Exception as exc:  # omegaconf's errors: a key this code no longer has, a bad value
+        raise ValueError(f"{path}: its model section does not load ({exc})") from None
+
+
+def run_backbone(run_dir: Path, checkpoint_name: str = "last.pt") -> tuple[StagedBackbone, TorchvisionConfig]:
+    """The whole backbone of a run folder (weights loaded) and the run's model config."""
     from dataclasses import replace
 
     from da import checkpoint
-    from da.config import load_run_config
 
-    if not (Path(run_dir) / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run folder (no config.yaml)")
-    cfg = load_run_config(Path(run_dir) / "config.yaml")
-    if cfg.model.name != "torchvision":
-        raise ValueError(f"{run_dir}: model.name={cfg.model.name}; export-backbone needs a torchvision backbone")
-    if cfg.model.strategy == "features_from":
+    model_cfg = run_model_config(run_dir)
+    if model_cfg.strategy == "features_from":
         raise ValueError(f"{run_dir}: a features_from run holds a cut network; export needs the whole backbone")
     state = checkpoint.load(Path(run_dir) / "checkpoints" / checkpoint_name, "cpu")["model"]
-    fe, _ = build_backbone(replace(cfg.model, strategy="scratch", weights="", stage=0), "image")
+    fe, _ = build_backbone(replace(model_cfg, strategy="scratch", weights="", stage=0), "image")
     mine = {k[len("feature_extractor."):]: v for k, v in state.items() if k.startswith("feature_extractor.")}
     fe.load_state_dict(mine)  # strict: the run's backbone, whole
-    return fe, cfg
+    return fe, model_cfg

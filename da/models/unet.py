@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from da.config import ModelConfig
+from da.config_schema import ModelConfig
 from da.models import MODELS, ModelParts
 from da.models.torchvision_nets import (
     LITE_ARCHS,
