@@ -45,7 +45,7 @@ def cmd_reproduce(args) -> int:
     reproduce(args.table, args.profile, args.seeds, Path(args.out) if args.out else None, Path(args.runs),
               command_line(),
               args.rows, args.finished_only, args.allow_dirty,
-              Path(args.carry) if args.carry else None, args.name)
+              Path(args.carry) if args.carry else None, args.name, args.overrides)
     return 0
 
 
@@ -79,7 +79,9 @@ def cmd_view(args) -> int:
 def cmd_predict(args) -> int:
     import numpy as np
 
-    from da.predict import predict_file
+    from da.predict import CloudFrame, predict_any
+    from data_tools.__main__ import site_scale
+    from data_tools.levelling import read_transform
     from data_tools.viz import LABELS
 
     reference = None
@@ -88,9 +90,10 @@ def cmd_predict(args) -> int:
             raise ValueError("--reference-length needs --reference-points X1 Y1 Z1 X2 Y2 Z2")
         p = np.array(args.reference_points, dtype=float)
         reference = (p[:3], p[3:], args.reference_length)
-    counts = predict_file(Path(args.run_dir), Path(args.cloud), Path(args.out), args.scale, reference,
-                          args.up, args.checkpoint, args.device)
-    total = sum(counts.values())
+    frame = CloudFrame(site_scale(args), reference, args.up,
+                       read_transform(args.transform) if args.transform else None)
+    counts = predict_any(Path(args.run_dir), Path(args.input), Path(args.out), frame, args.checkpoint, args.device)
+    total = max(sum(counts.values()), 1)
     print(f"wrote {args.out}: " + ", ".join(f"{LABELS[k].name} {c} ({c / total:.1%})"
                                            for k, c in sorted(counts.items())))
     return 0
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("reproduce", help="run a table (rows x seeds) and write experiments/results")
     p.add_argument("table", help="table name in experiments/tables/ or a path to a table YAML")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="for every row, anywhere on the line (e.g. data.path=PHOTOS for "
+                        "experiments/tables/transfer_own.yaml)")
     p.add_argument("--profile", default="standard", help="quick | standard | full (as the table defines)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the profile's seeds")
     p.add_argument("--out", default=None,
@@ -150,17 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=cmd_validate)
 
-    p = sub.add_parser("predict", help="segment a point cloud (any format data_tools reads) with a 3D run")
+    p = sub.add_parser("predict", help="segment a point cloud (3D run) or an image / a folder of images (2D run)")
     p.add_argument("run_dir")
-    p.add_argument("cloud", help=".ply .pcd .las .laz .xyz .txt .npy .npz")
-    p.add_argument("--out", required=True, help="output cloud with a label per point and label colours")
-    p.add_argument("--scale", type=float, default=None, help="multiply coordinates by S to get metres")
+    p.add_argument("input", help="3D: a cloud (.ply .pcd .las .laz .xyz .txt .npy .npz); 2D: an image or a folder")
+    p.add_argument("--out", required=True,
+                   help="3D: output cloud with a label per point and label colours; 2D: a folder for "
+                        "NAME_mask.png and NAME_overlay.png")
+    from data_tools.__main__ import add_site_arguments
+
+    add_site_arguments(p)  # --scale --units --up --transform (3D)
     p.add_argument("--reference-length", type=float, default=None,
-                   help="true distance in metres between the two --reference-points")
+                   help="true distance in metres between the two --reference-points (3D, instead of --scale)")
     p.add_argument("--reference-points", type=float, nargs=6, default=None,
                    metavar=("X1", "Y1", "Z1", "X2", "Y2", "Z2"))
-    p.add_argument("--up", default="auto", choices=["auto", "x", "y", "z"],
-                   help="auto: largest plane is the ground; x|y|z: that axis points up")
     p.add_argument("--checkpoint", default="last.pt")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.set_defaults(fn=cmd_predict)
@@ -184,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--point-size", type=float, default=2.0)
     p.set_defaults(fn=cmd_view)
 
-    args = parser.parse_args(argv)
+    # `da reproduce TABLE --runs R data.path=P`: key=value items after options are overrides too
+    args, extra = parser.parse_known_args(argv)
+    if extra and (args.command != "reproduce" or any("=" not in e or e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     from da.config import ConfigError
     from da.interrupt import TrainingInterrupted
     from da.train import NonFiniteLossError

@@ -61,8 +61,9 @@ def _check_keys(raw: Any, schema: Any, prefix: str, where: str) -> None:
             _check_keys(raw[key], value, f"{path}.", where)
 
 
-def resolve(raw: DictConfig, where: str = "config") -> Config:
-    """Turn a raw (YAML + overrides) tree into a validated Config."""
+def resolve(raw: DictConfig, where: str = "config", overrides: list[str] = ()) -> Config:
+    """Turn a raw (YAML + overrides) tree into a validated Config. `overrides` (the
+    command line's key=value items) let an error name where a bad value came from."""
     sections = {}
     for section, (registry, base) in SECTIONS.items():
         node = raw.get(section) if isinstance(raw, DictConfig) else None
@@ -81,7 +82,7 @@ def resolve(raw: DictConfig, where: str = "config") -> Config:
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    validate(cfg, where)
+    validate(cfg, where, overrides)
     fill_normalisation(cfg, where)
     return cfg
 
@@ -100,7 +101,16 @@ def fill_normalisation(cfg: Config, where: str = "config") -> None:
                           f"as '{wanted}'; leave data.normalisation at auto")
 
 
-def validate(cfg: Config, where: str = "config") -> None:
+def origin(section: str, where: str, overrides: list[str]) -> str:
+    """Where a section's values came from: the command line's items for it, over the files."""
+    mine = [o for o in overrides if o.split("=", 1)[0].strip().startswith(f"{section}.")]
+    if not mine:
+        return where
+    files = where if where != "command line" else ""
+    return f"command line ({' '.join(mine)})" + (f" over {files}" if files else "")
+
+
+def validate(cfg: Config, where: str = "config", overrides: list[str] = ()) -> None:
     """Value checks, so a bad value fails before any run folder is written.
 
     A section dataclass may define `validate()` raising ValueError for its own values.
@@ -111,7 +121,7 @@ def validate(cfg: Config, where: str = "config") -> None:
             try:
                 check()
             except ValueError as exc:
-                raise ConfigError(f"{where}: {section}: {exc}") from None
+                raise ConfigError(f"{origin(section, where, list(overrides))}: {section}: {exc}") from None
 
     if cfg.optim.name not in ("sgd", "adam", "adamw"):
         raise ConfigError(f"{where}: optim.name must be sgd, adam or adamw, got '{cfg.optim.name}'")
@@ -179,7 +189,7 @@ def load_config(paths: list[str | Path] | str | Path | None, overrides: list[str
     if isinstance(paths, (str, Path)):
         paths = [paths]
     where = " + ".join(map(str, paths or [])) or "command line"
-    return resolve(load_raw(paths, overrides), where)
+    return resolve(load_raw(paths, overrides), where, list(overrides))
 
 
 def to_yaml(cfg: Config) -> str:

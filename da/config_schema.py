@@ -9,7 +9,7 @@ AlgorithmConfig with its own keys. Loading, merging and validating files lives i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ConfigError(ValueError):
@@ -18,6 +18,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
+    task: ClassVar[str] = "classification"  # the da.tasks entry that reads its splits (not a key)
     name: str = "moons"
     root: str = "data"  # where data_tools writes generated datasets
     augment: bool = False

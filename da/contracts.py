@@ -26,7 +26,7 @@ class DomainData:
     source_train: Dataset  # labeled; for the train-on-target row: labeled target-train
     source_val: Dataset  # labeled, held out: the only labels model selection may see
     target_train: Dataset  # unlabeled
-    target_test: Dataset  # labeled, for reporting only
+    target_test: Dataset | None  # labeled, for reporting only; None = no target labels at all
     num_classes: int
     input_key: str
     input_shape: tuple[int, ...]

@@ -145,7 +145,7 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
               out_dir: Path | None = None, runs_root: Path = Path("runs"),
               command: str | None = None, only_rows: list[str] | None = None,
               finished_only: bool = False, allow_dirty: bool = False,
-              carry: Path | None = None, stem_name: str | None = None) -> dict:
+              carry: Path | None = None, stem_name: str | None = None, overrides: list[str] = ()) -> dict:
     """out_dir: where the table goes; None = its study's folder, experiments/results/<study>/,
     and the results index (INDEX.md) is rewritten.
     stem_name: the files' name without suffix (default TABLE.PROFILE[.subset][.partial]), for
@@ -160,10 +160,16 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
     carry (with finished_only): a results JSON written earlier (e.g. by another session,
     whose runs/ folder is gone); a row's seed with no finished run here takes that file's
     per-seed metrics (and validator scores, for model selection), and the table lists
-    every carried run with the commit it came from."""
+    every carried run with the commit it came from.
+    overrides: key=value items for every row (a table's `requires`, e.g. data.path=PHOTOS)."""
     from fnmatch import fnmatch
 
     table = load_table(name)
+    given = {o.split("=", 1)[0].strip() for o in overrides}
+    missing_keys = [k for k in table.requires if k not in given]
+    if missing_keys:
+        raise ConfigError(f"{table.path} needs {', '.join(f'{k}=...' for k in missing_keys)} on the command line "
+                          f"(e.g. da reproduce {name} {missing_keys[0]}=YOUR_VALUE)")
     if carry is not None and not finished_only:
         raise ConfigError("--carry only tabulates (it needs --finished-only): runs it carries are not retrained")
     if profile not in table.profiles:
@@ -185,7 +191,7 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
     unknown = sorted(set(own_seeds) - set(all_rows))
     if unknown:
         raise ConfigError(f"{table.path}: profile {profile}'s row_seeds names unknown rows {unknown}")
-    configs = {(row.name, s): row_config(table, profile, row, s, runs_root) for row in table.rows for s in seeds
+    configs = {(row.name, s): row_config(table, profile, row, s, runs_root, overrides) for row in table.rows for s in seeds
                if s in own_seeds.get(row.name, seeds)}
     old_rows, old_scores = load_carry(carry) if carry else ({}, {})
     carried: list[str] = []
@@ -215,9 +221,9 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
             run_dirs.append(str(run_dir(runs_root, table, profile, row, seed)))
             cfg = configs[(row.name, seed)]
             if row.init_from and not finished_only:  # its starting point first (skipped if done)
-                train(row_config(table, profile, all_rows[row.init_from], seed, runs_root))
+                train(row_config(table, profile, all_rows[row.init_from], seed, runs_root, overrides))
             if row.weights_from and not finished_only:
-                train(row_config(table, profile, all_rows[row.weights_from], WEIGHTS_SEED, runs_root))
+                train(row_config(table, profile, all_rows[row.weights_from], WEIGHTS_SEED, runs_root, overrides))
             path = train(cfg)
             commits.add(run_commit(path))
             final = run_metrics(path)

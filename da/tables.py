@@ -48,7 +48,7 @@ from omegaconf import OmegaConf
 from da.config import ConfigError, load_config
 
 TABLE_KEYS = {"description", "study", "configs", "primary_metric", "metrics", "seeds", "rows", "profiles",
-              "figure"}
+              "figure", "requires"}
 
 
 ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline", "select", "init_from",
@@ -93,6 +93,8 @@ class Table:
     profiles: dict[str, dict]
     figure: str | None = None
     study: str = ""  # its results folder: experiments/results/<study>/ (da.results_index)
+    # keys every run needs from the command line (e.g. data.path of the user's own folder)
+    requires: list[str] = field(default_factory=list)
 
 
 def _check(keys, valid: set, where: str) -> None:
@@ -162,7 +164,7 @@ def load_table(name_or_path: str) -> Table:
     primary = raw.get("primary_metric", metrics[0])
     return Table(path.stem, path, raw.get("description", ""), list(raw.get("configs", [])), primary,
                  metrics, list(raw.get("seeds", [0, 1, 2])), rows, profiles, raw.get("figure"),
-                 str(raw.get("study", path.stem)))
+                 str(raw.get("study", path.stem)), [str(k) for k in raw.get("requires", [])])
 
 
 def run_dir(runs_root: Path, table: Table, profile: str, row: Row, seed: int) -> Path:
@@ -170,7 +172,9 @@ def run_dir(runs_root: Path, table: Table, profile: str, row: Row, seed: int) ->
     return runs_root / "tables" / table.name / profile / safe / f"seed{seed}"
 
 
-def row_config(table: Table, profile: str, row: Row, seed: int, runs_root: Path):
+def row_config(table: Table, profile: str, row: Row, seed: int, runs_root: Path, extra: list[str] = ()):
+    """The run config of one row and seed; `extra`: the command line's key=value items for
+    every row (after the profile's and the row's own)."""
     prof = table.profiles.get(profile) or {}
     init = []
     if row.init_from:  # the same seed's run of that row, in this profile
@@ -178,7 +182,7 @@ def row_config(table: Table, profile: str, row: Row, seed: int, runs_root: Path)
         init = [f"train.init_from={run_dir(runs_root, table, profile, start, seed)}"]
     if row.weights_from:  # the one pretrained network (a run folder: its backbone is read)
         init.append(f"model.weights={run_dir(runs_root, table, profile, Row(row.weights_from), WEIGHTS_SEED)}")
-    overrides = list(prof.get("overrides", [])) + row.overrides + init + [
+    overrides = list(prof.get("overrides", [])) + row.overrides + list(extra) + init + [
         f"seed={seed}", f"name={table.name}-{row.name}",
         f"run_dir={run_dir(runs_root, table, profile, row, seed)}"]
     return load_config(table.configs + row.configs, overrides)

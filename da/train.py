@@ -34,6 +34,14 @@ from da.runs import DTYPES, Run, build_run, resolve_device, use_amp
 from da.tasks import task_of
 
 
+def target_to_show(run: Run) -> tuple[str, object]:
+    """The target split summaries show: target_test, or where a dataset has no target
+    labels at all, target_train (predictions to look at, with no truth beside them)."""
+    if run.data.target_test is not None:
+        return "target_test", run.data.target_test
+    return "target_train", run.data.target_train
+
+
 class NonFiniteLossError(RuntimeError):
     pass
 
@@ -271,8 +279,9 @@ class Trainer:
         metrics = evaluate(run, step)
         log.result(metrics)
         log.scalars("val", {k: v for k, v in metrics.items() if k != "step"}, step)
-        for tag, image in task_of(run.data).summary_images(run.algorithm, run.data.target_test, self.device).items():
-            log.image(f"target_test/{tag}", image, step)  # 2D segmentation: overlays in TensorBoard
+        split, dataset = target_to_show(run)
+        for tag, image in task_of(run.data).summary_images(run.algorithm, dataset, self.device).items():
+            log.image(f"{split}/{tag}", image, step)  # 2D segmentation: overlays in TensorBoard
         # best.pt is chosen on held-out SOURCE data: target labels never select a model.
         # Segmentation selects on source mIoU: accuracy is dominated by the background class.
         score = metrics.get("source_val_miou", metrics["source_val_acc"])
@@ -363,15 +372,18 @@ class Trainer:
         predictions/ and in TensorBoard's Open3D tab, coloured by prediction."""
         from data_tools.io import PointCloud, write_cloud
 
-        for cloud in task_of(run.data).summary_clouds(run.algorithm, run.data.target_test, self.device):
+        split, dataset = target_to_show(run)
+        for cloud in task_of(run.data).summary_clouds(run.algorithm, dataset, self.device, split):
             write_cloud(self.run_dir / "predictions" / f"{cloud.stem}.ply",
                         PointCloud(cloud.xyz, cloud.colours, labels=cloud.labels["predicted"]))
+            if "labels" in cloud.labels:  # the truth beside it: `da view ... --color error` finds it
+                np.save(self.run_dir / "predictions" / f"{cloud.stem}_labels.npy", cloud.labels["labels"].astype(np.uint8))
             log.cloud(cloud.tag, cloud.xyz, cloud.colours, cloud.labels, self.cfg.train.steps, cloud.label_names)
 
     def _embeddings(self, run: Run, log: RunLogger, n: int) -> None:
         task = task_of(run.data)
         feats, domains, labels = [], [], []
-        for name, dataset in (("source", run.data.source_val), ("target", run.data.target_test)):
+        for name, dataset in (("source", run.data.source_val), ("target", target_to_show(run)[1])):
             f, y = task.pooled_features(run.algorithm, dataset, self.device, n)
             feats.append(f)
             domains += [name] * len(f)

@@ -6,6 +6,9 @@
         [--elements column beam ...]
     python -m data_tools ifc MODEL.ifc --out cloud.ply [--density 20000] [--seed 0]
         [--allow-no-rebar]
+    python -m data_tools site3d --source MODELS... --target CLOUDS... [--target-test CLOUDS...]
+        --out data/my_site [--units mm | --scale S] [--up auto|x|y|z|X,Y,Z | --transform M.txt]
+        [--val-fraction 0.2] [--seed 0] [--density 20000]
     python -m data_tools rebar3d --out data/rebar3d --scenes 40 --mode mvs|fast
         --preset typical [--capture noon] --seed 0 [--density 20000] [--image-size W H]
         [--views N] [--elements column beam ...] [--similarity]
@@ -110,6 +113,42 @@ def cmd_rebar2d(args: argparse.Namespace) -> int:
     return 0
 
 
+def site_scale(args: argparse.Namespace) -> float | None:
+    """--scale S or --units U (not both) -> the factor to metres, None = already metres."""
+    from data_tools.site_dataset import UNITS
+
+    if args.scale is not None and args.units:
+        raise ValueError("give --scale or --units, not both")
+    if args.units:
+        return UNITS[args.units]
+    return args.scale
+
+
+def cmd_site3d(args: argparse.Namespace) -> int:
+    from data_tools.levelling import read_transform
+    from data_tools.site_dataset import build_site_dataset
+
+    transform = read_transform(args.transform) if args.transform else None
+    build_site_dataset(args.out, args.source, args.target, args.target_test or [], scale=site_scale(args),
+                       up=args.up, transform=transform, val_fraction=args.val_fraction, seed=args.seed,
+                       density=args.density, command="python -m data_tools " + " ".join(sys.argv[1:]))
+    return 0
+
+
+def add_site_arguments(p: argparse.ArgumentParser) -> None:
+    """Units and levelling of a user's site clouds (shared with `da predict`)."""
+    from data_tools.site_dataset import UNITS
+
+    p.add_argument("--scale", type=float, default=None, help="multiply coordinates by S to get metres")
+    p.add_argument("--units", choices=sorted(UNITS), default=None, help="the clouds' unit (instead of --scale)")
+    p.add_argument("--up", default="auto",
+                   help="auto (the plane that carries the scene is the ground), an axis of the cloud "
+                        "(x, y, z, -x, ...) or a vector X,Y,Z pointing up in the cloud's frame")
+    p.add_argument("--transform", type=Path, default=None,
+                   help="a 4x4 rigid transform (text, 4 rows) to Z-up metres, ground at z = 0; "
+                        "replaces --up")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_tools",
                                      description="Make, convert and look at data.")
@@ -190,6 +229,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_rebar2d)
+
+    p = sub.add_parser("site3d", help="a 3D training set from your files: IFC models / labeled clouds "
+                                      "(source) and site clouds (target)")
+    p.add_argument("--source", nargs="+", required=True,
+                   help="IFC models and/or labeled clouds (label property), metres, Z up; files or folders")
+    p.add_argument("--target", nargs="+", required=True, help="unlabeled site clouds; files or folders")
+    p.add_argument("--target-test", nargs="+", default=None,
+                   help="labeled site clouds for a test split (optional: without, no target metrics)")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder (data.name=rebar3d data.path=OUT)")
+    add_site_arguments(p)
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of the source files held out")
+    p.add_argument("--seed", type=int, default=0, help="source split and IFC sampling")
+    p.add_argument("--density", type=float, default=20000.0, help="IFC sampling, points per square metre")
+    p.set_defaults(fn=cmd_site3d)
 
     args = parser.parse_args(argv)
     from data_tools.splits import DatasetFileError

@@ -83,3 +83,15 @@ def test_bad_files_and_overrides(tmp_path):
         load_config([broken])
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["optim.lr"])
+
+
+def test_a_bad_value_names_where_it_came_from(tmp_path):
+    """From the command line: the override is named; from a file: the file."""
+    base = "experiments/configs/transfer.yaml"
+    with pytest.raises(ConfigError, match=r"^command line \(model.strategy=feature_extractor\) over "
+                                          r"experiments/configs/transfer.yaml: model: strategy feature_extractor"):
+        load_config([base], ["data.name=image_folder", "data.path=x", "model.strategy=feature_extractor"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  strategy: feature_extractor\n")
+    with pytest.raises(ConfigError, match=rf"^{base} \+ {bad}: model: strategy feature_extractor"):
+        load_config([base, bad], ["data.name=image_folder", "data.path=x"])

@@ -70,5 +70,5 @@ def test_bad_image_files_name_the_file(tmp_path):
     (root / "test" / "zebra").mkdir()
     with pytest.raises(DatasetFileError, match=r"\['zebra'\] are not classes"):
         build_data(_cfg(root).data)
-    with pytest.raises(DatasetFileError, match="missing split folder"):
+    with pytest.raises(DatasetFileError, match="nowhere: no such folder"):
         build_data(_cfg(tmp_path / "nowhere").data)

@@ -145,6 +145,8 @@ def test_train_resume_predict_end_to_end(r3d, tmp_path):
     run_dir = train(cfg)
     assert (run_dir / "done").exists()
     assert (run_dir / "predictions" / "target_test_0000.ply").is_file()
+    truth = np.load(run_dir / "predictions" / "target_test_0000_labels.npy")  # what `da view --color error` reads
+    assert len(truth) == len(read_cloud(run_dir / "predictions" / "target_test_0000.ply"))
     assert list((run_dir / "tb" / "plugins" / "Open3D").rglob("*"))  # the Open3D TensorBoard tab
     assert {"target_miou", "target_iou_2", "source_val_miou"} <= set(
         __import__("json").loads((run_dir / "done").read_text()))

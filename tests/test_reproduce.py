@@ -148,7 +148,7 @@ def test_every_committed_table_resolves_for_every_profile():
         table = load_table(str(path))
         for profile in table.profiles:
             for row in table.rows:  # builds each row's config: unknown keys would raise here
-                row_config(table, profile, row, 0, Path("runs"))
+                row_config(table, profile, row, 0, Path("runs"), [f"{k}=/a/users/folder" for k in table.requires])
 
 
 def test_finished_only_tabulates_what_is_done_and_trains_nothing(table, tmp_path):

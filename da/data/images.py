@@ -81,9 +81,39 @@ def list_split(folder: Path, classes: list[str] | None = None) -> tuple[list[Pat
     return files, labels, classes
 
 
+def split_class_folder(root: Path, fractions: list[float], seed: int) -> dict[str, tuple[list[Path], list[int]]]:
+    """A plain folder of class folders split per class into train / val / test by
+    `fractions` (shuffled with `seed`: the same split every time); each split gets at
+    least one image of every class with >= 3 images."""
+    files, labels, classes = list_split(root)
+    rng = np.random.default_rng(seed)
+    out: dict[str, tuple[list[Path], list[int]]] = {s: ([], []) for s in ("train", "val", "test")}
+    for k in range(len(classes)):
+        mine = [files[i] for i in rng.permutation(np.flatnonzero(np.asarray(labels) == k))]
+        if len(mine) < 3:
+            raise DatasetFileError(f"{root / classes[k]}: {len(mine)} image(s); a split needs at least 3 per class")
+        n_val = max(1, int(round(fractions[1] * len(mine))))
+        n_test = max(1, int(round(fractions[2] * len(mine))))
+        parts = {"val": mine[:n_val], "test": mine[n_val:n_val + n_test], "train": mine[n_val + n_test:]}
+        for split, chosen in parts.items():
+            out[split][0].extend(chosen)
+            out[split][1].extend([k] * len(chosen))
+    return out
+
+
+def has_splits(root: Path) -> bool:
+    return (root / "train").is_dir()
+
+
 def load_split_images(folder: Path, size: int, classes: list[str] | None = None, per_class: int = 0,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    files, labels, classes = list_split(folder, classes)
+                      seed: int = 0, listed: tuple[list[Path], list[int]] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """listed: (files, labels) of a split made by `split_class_folder` instead of a folder."""
+    if listed is None:
+        files, labels, classes = list_split(folder, classes)
+    else:
+        files, labels = listed
+        classes = classes or list_split(folder)[2]
     y = np.asarray(labels, np.int64)
     keep = np.arange(len(files))
     if per_class > 0:
@@ -103,7 +133,10 @@ def augment_images(x: torch.Tensor, g: torch.Generator, max_shift: int) -> torch
 @dataclass
 class ImageFolderConfig(DataConfig):
     name: str = "image_folder"
-    path: str = ""  # folder with train/ val/ test/ (labeled task)
+    path: str = ""  # folder with train/ val/ test/ (labeled task), or one folder per class
+    # a folder of class folders (no train/): per-class shares for train, val, test, split
+    # with data_seed
+    split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     target_path: str = ""  # optional: a second domain, its train/ used unlabeled (DANN)
     image_size: int = 64
     per_class: int = 0  # > 0: keep this many training images per class
@@ -116,15 +149,33 @@ class ImageFolderConfig(DataConfig):
             raise ValueError("data.path must name an image folder with train/ val/ test/")
         if self.image_size < 16 or self.per_class < 0:
             raise ValueError("need image_size >= 16 and per_class >= 0")
+        if len(self.split) != 3 or min(self.split) <= 0 or abs(sum(self.split) - 1) > 1e-6:
+            raise ValueError(f"split: three positive shares (train, val, test) summing to 1, got {list(self.split)}")
         normalisation.check(self.normalisation)
+
+
+def image_splits(root: Path, cfg: ImageFolderConfig) -> dict[str, tuple[list[Path], list[int]] | None]:
+    """train / val / test of `root`: its split folders, or a seeded split of its class folders."""
+    if not root.is_dir():
+        raise DatasetFileError(f"{root}: no such folder (data.path)")
+    if has_splits(root):
+        return {"train": None, "val": None, "test": None}
+    made = split_class_folder(root, list(cfg.split), cfg.data_seed)
+    counts = "/".join(str(len(made[s][0])) for s in ("train", "val", "test"))
+    print(f"{root}: no train/ val/ test/: split per class {'/'.join(f'{100 * f:g}' for f in cfg.split)}% "
+          f"with data_seed {cfg.data_seed} ({counts} images)", flush=True)
+    return made
 
 
 @register(DATASETS, "image_folder", ImageFolderConfig)
 def build_image_folder(cfg: ImageFolderConfig) -> DomainData:
     cfg.validate()
     root = Path(cfg.path)
-    x_tr, y_tr, classes = load_split_images(root / "train", cfg.image_size, None, cfg.per_class, cfg.data_seed)
-    x_va, y_va, _ = load_split_images(root / "val", cfg.image_size, classes)
+    lists = image_splits(root, cfg)
+    folder = (lambda split: root / split) if lists["train"] is None else (lambda split: root)  # noqa: E731
+    x_tr, y_tr, classes = load_split_images(folder("train"), cfg.image_size, None, cfg.per_class, cfg.data_seed,
+                                            lists["train"])
+    x_va, y_va, _ = load_split_images(folder("val"), cfg.image_size, classes, listed=lists["val"])
     augment = (lambda x, g: augment_images(x, g, cfg.max_shift)) if cfg.augment else None
     if cfg.target_path:
         troot = Path(cfg.target_path)
@@ -134,7 +185,7 @@ def build_image_folder(cfg: ImageFolderConfig) -> DomainData:
             x_tr, y_tr = x_tt, y_tt
     else:
         x_tt = x_tr
-        x_te, y_te, _ = load_split_images(root / "test", cfg.image_size, classes)
+        x_te, y_te, _ = load_split_images(folder("test"), cfg.image_size, classes, listed=lists["test"])
     normalise = Normalise(normalisation.resolved(cfg.normalisation))
     source_train = ArrayDataset(x_tr, y_tr, "image", normalise, augment)
     return DomainData(

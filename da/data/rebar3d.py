@@ -22,8 +22,10 @@ blobs into "tie". `class_weighting: none` switches it off.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -42,6 +44,7 @@ NUM_CLASSES = 3  # 0 background, 1 main rebar, 2 tie; 255 ignore
 
 @dataclass
 class Rebar3dConfig(DataConfig):
+    task: ClassVar[str] = "segmentation3d"
     name: str = "rebar3d"
     path: str = ""  # an existing dataset folder; empty = build from the keys below
     scenes: int = 12
@@ -107,10 +110,14 @@ def _labels_file(folder: Path, split: str, entry: dict) -> Path | None:
     return None  # source splits and simulated source: labels are in the PLY
 
 
+def _cache_path(folder: Path, split: str, entry: dict, labeled: bool, voxel: float) -> Path:
+    return folder / f"prepared-{voxel:g}" / split / f"{Path(entry['file']).stem}{'-l' if labeled else ''}.npz"
+
+
 def load_scene(folder: Path, split: str, entry: dict, labeled: bool, voxel: float) -> Scene:
     """One cloud of the dataset, voxel-downsampled, from the cache when present."""
     ply = folder / split / entry["file"]
-    cache = folder / f"prepared-{voxel:g}" / split / f"{Path(entry['file']).stem}{'-l' if labeled else ''}.npz"
+    cache = _cache_path(folder, split, entry, labeled, voxel)
     if cache.is_file():
         with np.load(cache) as z:
             arrays = {k: z[k] for k in z.files}
@@ -159,12 +166,18 @@ def load_split(folder: Path, manifest: dict, split: str, labeled: bool, voxel: f
     entries = manifest.get("splits", {}).get(split)
     if not entries:
         raise DatasetFileError(f"{folder / 'manifest.json'}: no scenes in split '{split}'")
-    scenes = [load_scene(folder, split, e, labeled, voxel) for e in entries]
-    for scene, e in zip(scenes, entries):
+    scenes = []
+    for i, e in enumerate(entries):
+        start = time.perf_counter()
+        cached = _cache_path(folder, split, e, labeled, voxel).is_file()
+        scene = load_scene(folder, split, e, labeled, voxel)
         scene.element = str(e.get("element", ""))
-    if shape_radii:
-        for scene, e in zip(scenes, entries):
+        if shape_radii:
             scene.shape = load_shape(folder, split, e, scene, voxel, shape_radii)
+        if not cached:  # a big site cloud takes a while: say what is going on
+            print(f"prepared {split} {i + 1}/{len(entries)}: {e['file']} ({len(scene.index):,} points -> "
+                  f"{len(scene.xyz):,} voxels of {voxel:g} m, {time.perf_counter() - start:.1f} s)", flush=True)
+        scenes.append(scene)
     return scenes
 
 
@@ -209,6 +222,19 @@ def inverse_sqrt_weights(scenes: list[Scene], num_classes: int) -> torch.Tensor:
     return torch.tensor(w / (freq * w).sum(), dtype=torch.float32)  # mean 1 over points
 
 
+def target_test_scenes(folder: Path, manifest: dict, whole, load) -> SceneDataset | None:
+    """The labeled target test, or None where the manifest has none (a user's site without
+    labels: training reports source metrics only). Labels that are all 255 are refused:
+    they would report NaN for every class."""
+    if not manifest.get("splits", {}).get("target_test"):
+        return None
+    test = whole(load("target_test", True))
+    if not any((s.original_labels != 255).any() for s in test.scenes):
+        raise DatasetFileError(f"{folder / 'manifest.json'}: every target_test label is 255 (ignore), nothing "
+                               "to report; leave target_test out of the manifest to train without target labels")
+    return test
+
+
 @register(DATASETS, "rebar3d", Rebar3dConfig)
 def build_rebar3d_data(cfg: Rebar3dConfig) -> DomainData:
     cfg.validate()
@@ -234,7 +260,7 @@ def build_rebar3d_data(cfg: Rebar3dConfig) -> DomainData:
         source_train=blocks(train_scenes, True),
         source_val=whole(load("source_val", True)),
         target_train=blocks(load("target_train", False), False),
-        target_test=whole(load("target_test", True)),
+        target_test=target_test_scenes(folder, manifest, whole, load),
         num_classes=NUM_CLASSES, input_key="coord",
         input_shape=(3 + 3 * cfg.colour + shape_features.CHANNELS_PER_RADIUS * len(cfg.shape_radii),),
-        class_weights=weights, task="segmentation3d")
+        class_weights=weights, task=cfg.task)

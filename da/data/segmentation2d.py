@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -223,6 +224,7 @@ def read_split(folder: Path, split: str, with_masks: bool, mask_dir: Path | None
 
 @dataclass
 class Rebar2dConfig(DataConfig):
+    task: ClassVar[str] = "segmentation2d"
     name: str = "rebar2d"
     shift: str = "time"  # assembly | time | position | all (data_tools.rebar2d.SHIFTS); or:
     source: str = ""  # ASSEMBLY/TIME/POSITION (both set: they replace `shift`)
@@ -285,7 +287,7 @@ def build_rebar2d_data(cfg: Rebar2dConfig) -> DomainData:
     return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
                       target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
                       num_classes=k, input_key="image", input_shape=(3, cfg.crop, cfg.crop),
-                      class_weights=class_weights(y_tr, k), task="segmentation2d")
+                      class_weights=class_weights(y_tr, k), task=cfg.task)
 
 
 def resized(samples: list[tuple[np.ndarray, np.ndarray | None, str]], size: list[int]):
@@ -306,9 +308,10 @@ class SegFilesConfig(DataConfig):
     """Real segmentation data: `path` holds train/ val/ test/, each an image folder with
     PNG masks (images/ + masks/) or, with `coco`, images/ + annotations.json. `classes`
     maps the files' category ids (or COCO names) to ours (0 bg, 1 main, 2 tie, 255 ignore).
-    `target_path` (optional): a second domain with train/images (used WITHOUT masks) and
-    test/ (reported). Images are resized to `size` (W, H) so batches stack."""
+    `target_path` (optional): a second domain with train/images (used WITHOUT masks) and,
+    optionally, test/ (reported; without it only source metrics are reported). Images are resized to `size` (W, H) so batches stack."""
 
+    task: ClassVar[str] = "segmentation2d"
     name: str = "seg_files"
     path: str = ""
     target_path: str = ""
@@ -349,7 +352,9 @@ def build_seg_files(cfg: SegFilesConfig) -> DomainData:
     x_va, y_va = _read_split(cfg, root / "val", True)
     troot = Path(cfg.target_path) if cfg.target_path else None
     x_tt, _ = _read_split(cfg, troot / "train", False) if troot else (x_tr, None)
-    x_te, y_te = _read_split(cfg, (troot or root) / "test", True)
+    test_dir = (troot or root) / "test"
+    # a target without a labeled test (a user's site photos): only source metrics are reported
+    x_te, y_te = _read_split(cfg, test_dir, True) if troot is None or test_dir.exists() else (None, None)
     if cfg.target_labeled:
         if troot is None:
             raise ValueError("data.target_labeled needs data.target_path")
@@ -360,6 +365,6 @@ def build_seg_files(cfg: SegFilesConfig) -> DomainData:
                                   input_scaling=normalisation.resolved(cfg.normalisation))
 
     return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
-                      target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
-                      num_classes=3, input_key="image", input_shape=(3, cfg.crop, cfg.crop),
-                      class_weights=class_weights(y_tr, 3), task="segmentation2d")
+                      target_train=wrap(x_tt, None, True),
+                      target_test=None if x_te is None else wrap(x_te, y_te, False), num_classes=3, input_key="image", input_shape=(3, cfg.crop, cfg.crop),
+                      class_weights=class_weights(y_tr, 3), task=cfg.task)

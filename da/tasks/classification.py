@@ -66,8 +66,13 @@ class Classification(Task):
 
     def pooled_features(self, algorithm: nn.Module, dataset: Dataset, device: torch.device,
                         n: int) -> tuple[np.ndarray, np.ndarray]:
-        pred = self.evaluate(algorithm, dataset, device, max_features=n)
-        return pred.features, pred.labels
+        feats, labels = [], []
+        for batch, f, _ in forward_batches(algorithm, iterate(dataset, min(n, 512) or 1), device):
+            feats.append(pooled(f).float().cpu())
+            labels.append(batch["label"].cpu() if "label" in batch else torch.full((len(f),), -1))
+            if sum(map(len, feats)) >= n:
+                break
+        return torch.cat(feats)[:n].numpy(), torch.cat(labels)[:n].numpy()
 
     def predict_labels(self, algorithm: nn.Module, dataset: Dataset, index: int,
                        device: torch.device) -> np.ndarray:

@@ -21,6 +21,7 @@ from torch import nn
 
 from da.contracts import IGNORE_INDEX, DomainData, Predictions
 from da.data.blocks import BlockDataset, SceneDataset
+from da.data.rebar3d import NUM_CLASSES
 from da.inference import eval_mode, forward_batches
 from da.metrics import bootstrap_miou, confusion_matrix, grouped_miou
 from da.tasks.base import CloudSummary, Task, TaskUnsupported, register_task
@@ -58,6 +59,15 @@ def scene_labels(algorithm: nn.Module, dataset: SceneDataset, s: int, device: to
     if not voxel_scores.any(axis=1).all():
         warnings.warn(f"{dataset.scenes[s].name}: some voxels are in no block", RuntimeWarning, stacklevel=2)
     return voxel_scores.argmax(axis=1)[dataset.scenes[s].index]
+
+
+def as_scenes(dataset: SceneDataset | BlockDataset, count: int | None = None) -> SceneDataset:
+    """Whole scenes of a split: an evaluation split as it is, a training split's (first
+    `count`) scenes tiled as evaluation tiles them."""
+    if isinstance(dataset, SceneDataset):
+        return dataset
+    return SceneDataset(dataset.scenes[:count], dataset.block_size, dataset.num_points, dataset.colour,
+                        NUM_CLASSES, voxel=dataset.voxel)
 
 
 def plain_blocks(like: BlockDataset, scenes, labeled: bool) -> BlockDataset:
@@ -106,10 +116,11 @@ class Segmentation3d(Task):
                 extra[f"miou_{g}"] = groups.get(g, float("nan"))
         return Predictions(torch.stack(cms).sum(0), pooled, np.full(len(pooled), -1), dense=True, extra=extra)
 
-    def pooled_features(self, algorithm: nn.Module, dataset: SceneDataset, device: torch.device,
+    def pooled_features(self, algorithm: nn.Module, dataset: SceneDataset | BlockDataset, device: torch.device,
                         n: int, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """Pooled features (mean over points) of the first `n` blocks, scenes in turn: no
         need to predict every scene."""
+        dataset = as_scenes(dataset)
         out: list[np.ndarray] = []
         batches = (dataset.block_batch(s, chunk) for s in range(len(dataset.scenes))
                    for chunk in block_chunks(dataset, s, batch_size))
@@ -125,9 +136,11 @@ class Segmentation3d(Task):
                        device: torch.device) -> np.ndarray:
         return scene_labels(algorithm, dataset, index, device).astype(np.int64)
 
-    def summary_clouds(self, algorithm: nn.Module, dataset: SceneDataset, device: torch.device,
+    def summary_clouds(self, algorithm: nn.Module, dataset: SceneDataset | BlockDataset, device: torch.device,
                        split: str = "target_test", count: int = 2) -> list[CloudSummary]:
-        """The first scenes' voxel clouds coloured by prediction, with the truth beside it."""
+        """The first scenes' voxel clouds coloured by prediction, with the truth beside it
+        where there is one (a training split's blocks are predicted as whole scenes)."""
+        dataset = as_scenes(dataset, count)
         from data_tools.viz import LABELS, label_colors
 
         names = {k: v.name for k, v in LABELS.items()}
