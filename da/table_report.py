@@ -77,6 +77,8 @@ def selection_markdown(reports: list[dict], primary: str) -> list[str]:
 def to_markdown(result: dict, metrics: list[str]) -> str:
     lines = [f"# {result['table']} ({result['profile']} profile)", "",
              result.get("description", "").strip(), "",
+             *([f"**This profile ({result['profile']}):** {result['profile_description']}", ""]
+               if result.get("profile_description") else []),
              f"Command: `{result['command']}`  ",
              f"Commit: `{result['git_commit']}` (table written); runs trained at: "
              + ", ".join(f"`{c}`" for c in sorted({c for r in result["rows"] for c in r["run_commits"]}))

