@@ -18,7 +18,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    task: ClassVar[str] = "classification"  # the da.tasks entry that reads its splits (not a key)
+    TASK: ClassVar[str] = "classification"  # the da.tasks entry that reads its splits (not a key)
     name: str = "moons"
     root: str = "data"  # where data_tools writes generated datasets
     augment: bool = False

@@ -33,7 +33,6 @@ from da.data.shape_features import CHANNELS_PER_RADIUS, local_shape
 from da.runs import Run, load_trained
 from da.tasks import TASKS
 from data_tools.io import PointCloud, read_cloud, write_cloud
-from data_tools.levelling import Levelling
 from data_tools.prepare import scale_from_reference
 from data_tools.site_dataset import prepare_site_cloud
 from data_tools.viz import label_colors
@@ -58,8 +57,9 @@ def to_training_frame(cloud: PointCloud, scale: float | None = None,
     return prepared(cloud, CloudFrame(scale, reference, up, transform), name)[0]
 
 
-def prepared(cloud: PointCloud, frame: CloudFrame, name: str = "input") -> tuple[PointCloud, Levelling | dict]:
-    """Scaled, unit-checked and levelled as `data_tools site3d` prepares target clouds."""
+def prepared(cloud: PointCloud, frame: CloudFrame, name: str = "input") -> tuple[PointCloud, dict]:
+    """Scaled, unit-checked and levelled as `data_tools site3d` prepares target clouds; the
+    record says what was done (`report`: one line, `warnings`, `levelling`: the transform)."""
     scale = frame.scale
     if scale is not None and frame.reference is not None:
         raise ValueError("give either a scale or a reference length, not both")
@@ -69,7 +69,7 @@ def prepared(cloud: PointCloud, frame: CloudFrame, name: str = "input") -> tuple
 
 
 def task_name(cfg: Config) -> str:
-    return type(cfg.data).task
+    return type(cfg.data).TASK
 
 
 def predict_cloud(run: Run, cloud: PointCloud) -> np.ndarray:

@@ -44,7 +44,7 @@ NUM_CLASSES = 3  # 0 background, 1 main rebar, 2 tie; 255 ignore
 
 @dataclass
 class Rebar3dConfig(DataConfig):
-    task: ClassVar[str] = "segmentation3d"
+    TASK: ClassVar[str] = "segmentation3d"
     name: str = "rebar3d"
     path: str = ""  # an existing dataset folder; empty = build from the keys below
     scenes: int = 12
@@ -263,4 +263,4 @@ def build_rebar3d_data(cfg: Rebar3dConfig) -> DomainData:
         target_test=target_test_scenes(folder, manifest, whole, load),
         num_classes=NUM_CLASSES, input_key="coord",
         input_shape=(3 + 3 * cfg.colour + shape_features.CHANNELS_PER_RADIUS * len(cfg.shape_radii),),
-        class_weights=weights, task=cfg.task)
+        class_weights=weights, task=cfg.TASK)

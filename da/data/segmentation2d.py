@@ -224,7 +224,7 @@ def read_split(folder: Path, split: str, with_masks: bool, mask_dir: Path | None
 
 @dataclass
 class Rebar2dConfig(DataConfig):
-    task: ClassVar[str] = "segmentation2d"
+    TASK: ClassVar[str] = "segmentation2d"
     name: str = "rebar2d"
     shift: str = "time"  # assembly | time | position | all (data_tools.rebar2d.SHIFTS); or:
     source: str = ""  # ASSEMBLY/TIME/POSITION (both set: they replace `shift`)
@@ -287,7 +287,7 @@ def build_rebar2d_data(cfg: Rebar2dConfig) -> DomainData:
     return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
                       target_train=wrap(x_tt, None, True), target_test=wrap(x_te, y_te, False),
                       num_classes=k, input_key="image", input_shape=(3, cfg.crop, cfg.crop),
-                      class_weights=class_weights(y_tr, k), task=cfg.task)
+                      class_weights=class_weights(y_tr, k), task=cfg.TASK)
 
 
 def resized(samples: list[tuple[np.ndarray, np.ndarray | None, str]], size: list[int]):
@@ -311,7 +311,7 @@ class SegFilesConfig(DataConfig):
     `target_path` (optional): a second domain with train/images (used WITHOUT masks) and,
     optionally, test/ (reported; without it only source metrics are reported). Images are resized to `size` (W, H) so batches stack."""
 
-    task: ClassVar[str] = "segmentation2d"
+    TASK: ClassVar[str] = "segmentation2d"
     name: str = "seg_files"
     path: str = ""
     target_path: str = ""
@@ -367,4 +367,4 @@ def build_seg_files(cfg: SegFilesConfig) -> DomainData:
     return DomainData(source_train=wrap(x_tr, y_tr, True), source_val=wrap(x_va, y_va, False),
                       target_train=wrap(x_tt, None, True),
                       target_test=None if x_te is None else wrap(x_te, y_te, False), num_classes=3, input_key="image", input_shape=(3, cfg.crop, cfg.crop),
-                      class_weights=class_weights(y_tr, 3), task=cfg.task)
+                      class_weights=class_weights(y_tr, 3), task=cfg.TASK)
