@@ -80,8 +80,8 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     from da.predict import CloudFrame, predict_any
-    from data_tools.__main__ import site_scale
     from data_tools.levelling import read_transform
+    from data_tools.site_dataset import scale_of
     from data_tools.viz import LABELS
 
     reference = None
@@ -90,7 +90,7 @@ def cmd_predict(args) -> int:
             raise ValueError("--reference-length needs --reference-points X1 Y1 Z1 X2 Y2 Z2")
         p = np.array(args.reference_points, dtype=float)
         reference = (p[:3], p[3:], args.reference_length)
-    frame = CloudFrame(site_scale(args), reference, args.up,
+    frame = CloudFrame(scale_of(args), reference, args.up,
                        read_transform(args.transform) if args.transform else None)
     counts = predict_any(Path(args.run_dir), Path(args.input), Path(args.out), frame, args.checkpoint, args.device)
     total = max(sum(counts.values()), 1)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True,
                    help="3D: output cloud with a label per point and label colours; 2D: a folder for "
                         "NAME_mask.png and NAME_overlay.png")
-    from data_tools.__main__ import add_site_arguments
+    from data_tools.site_dataset import add_site_arguments
 
     add_site_arguments(p)  # --scale --units --up --transform (3D)
     p.add_argument("--reference-length", type=float, default=None,

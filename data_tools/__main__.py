@@ -122,40 +122,15 @@ def cmd_mnistm(args: argparse.Namespace) -> int:
     return 0
 
 
-def site_scale(args: argparse.Namespace) -> float | None:
-    """--scale S or --units U (not both) -> the factor to metres, None = already metres."""
-    from data_tools.site_dataset import UNITS
-
-    if args.scale is not None and args.units:
-        raise ValueError("give --scale or --units, not both")
-    if args.units:
-        return UNITS[args.units]
-    return args.scale
-
-
 def cmd_site3d(args: argparse.Namespace) -> int:
     from data_tools.levelling import read_transform
-    from data_tools.site_dataset import build_site_dataset
+    from data_tools.site_dataset import build_site_dataset, scale_of
 
     transform = read_transform(args.transform) if args.transform else None
-    build_site_dataset(args.out, args.source, args.target, args.target_test or [], scale=site_scale(args),
+    build_site_dataset(args.out, args.source, args.target, args.target_test or [], scale=scale_of(args),
                        up=args.up, transform=transform, val_fraction=args.val_fraction, seed=args.seed,
                        density=args.density, command="python -m data_tools " + " ".join(sys.argv[1:]))
     return 0
-
-
-def add_site_arguments(p: argparse.ArgumentParser) -> None:
-    """Units and levelling of a user's site clouds (shared with `da predict`)."""
-    from data_tools.site_dataset import UNITS
-
-    p.add_argument("--scale", type=float, default=None, help="multiply coordinates by S to get metres")
-    p.add_argument("--units", choices=sorted(UNITS), default=None, help="the clouds' unit (instead of --scale)")
-    p.add_argument("--up", default="auto",
-                   help="auto (the plane that carries the scene is the ground), an axis of the cloud "
-                        "(x, y, z, -x, ...) or a vector X,Y,Z pointing up in the cloud's frame")
-    p.add_argument("--transform", type=Path, default=None,
-                   help="a 4x4 rigid transform (text, 4 rows) to Z-up metres, ground at z = 0; "
-                        "replaces --up")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-test", nargs="+", default=None,
                    help="labeled site clouds for a test split (optional: without, no target metrics)")
     p.add_argument("--out", type=Path, required=True, help="dataset folder (data.name=rebar3d data.path=OUT)")
+    from data_tools.site_dataset import add_site_arguments
+
     add_site_arguments(p)
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of the source files held out")
     p.add_argument("--seed", type=int, default=0, help="source split and IFC sampling")

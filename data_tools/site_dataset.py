@@ -24,6 +24,7 @@ Units are checked, not assumed: a cloud whose extent is no rebar scene's in metr
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -39,6 +40,27 @@ from data_tools.prepare import scale_cloud
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254, "ft": 0.3048}
 MODEL_SUFFIXES = {".ifc"}
 MAX_EXTENT_M, MIN_EXTENT_M = 300.0, 0.3  # a site cloud, a single bar
+
+
+def add_site_arguments(p: argparse.ArgumentParser) -> None:
+    """Units and levelling of a user's site clouds (shared with `da predict`)."""
+    p.add_argument("--scale", type=float, default=None, help="multiply coordinates by S to get metres")
+    p.add_argument("--units", choices=sorted(UNITS), default=None, help="the clouds' unit (instead of --scale)")
+    p.add_argument("--up", default="auto",
+                   help="auto (the plane that carries the scene is the ground), an axis of the cloud "
+                        "(x, y, z, -x, ...) or a vector X,Y,Z pointing up in the cloud's frame")
+    p.add_argument("--transform", type=Path, default=None,
+                   help="a 4x4 rigid transform (text, 4 rows) to Z-up metres, ground at z = 0; "
+                        "replaces --up")
+
+
+def scale_of(args: argparse.Namespace) -> float | None:
+    """--scale S or --units U (not both) -> the factor to metres, None = already metres."""
+    if args.scale is not None and args.units:
+        raise ValueError("give --scale or --units, not both")
+    if args.units:
+        return UNITS[args.units]
+    return args.scale
 
 
 def expand(paths: list[str | Path], suffixes: set[str], what: str) -> list[Path]:

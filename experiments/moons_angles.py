@@ -32,10 +32,11 @@ ROWS = {"source_only": ["experiments/configs/moons.yaml"],
         "dann": ["experiments/configs/moons.yaml", "experiments/configs/moons_dann.yaml"]}
 
 
-def run(row: str, angle: float, seed: int, runs: Path) -> float:
+def run(row: str, angle: float, seed: int, runs: Path, extra: list[str] = ()) -> float:
+    """Target accuracy of one run at the last checkpoint; `extra`: more overrides (e.g. train.dtype)."""
     cfg = load_config([REPO / c for c in ROWS[row]], [
         f"data.rotation={angle}", f"seed={seed}", f"run_dir={runs / row / f'angle{angle:g}' / f'seed{seed}'}",
-        "train.embedding_samples=0", "train.progress_bar=false", "train.eval_every=2000"])
+        "train.embedding_samples=0", "train.progress_bar=false", "train.eval_every=2000", *extra])
     with contextlib.redirect_stdout(io.StringIO()):
         return read_results(train(cfg))[-1]["target_acc"]
 

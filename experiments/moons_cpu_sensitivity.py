@@ -14,8 +14,6 @@ that spread, the protocol is too chaotic there to quote one number.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import sys
 import time
@@ -26,23 +24,19 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from da.config import load_config  # noqa: E402
-from da.provenance import git_state, machine_summary  # noqa: E402
-from da.run_log import read_results  # noqa: E402
-from da.train import train  # noqa: E402
+sys.path.insert(0, str(REPO / "experiments"))
 
-ROWS = {"source_only": ["experiments/configs/moons.yaml"],
-        "dann": ["experiments/configs/moons.yaml", "experiments/configs/moons_dann.yaml"]}
+import moons_angles  # noqa: E402
+from moons_angles import ROWS  # noqa: E402
+
+from da.provenance import git_state, machine_summary  # noqa: E402
+
 DTYPES = ("float32", "float64")
 
 
 def run(row: str, angle: float, seed: int, dtype: str, runs: Path) -> float:
-    cfg = load_config([REPO / c for c in ROWS[row]], [
-        f"data.rotation={angle}", f"seed={seed}", f"train.dtype={dtype}", "train.embedding_samples=0",
-        "train.progress_bar=false", "train.eval_every=2000",
-        f"run_dir={runs / dtype / row / f'angle{angle:g}' / f'seed{seed}'}"])
-    with contextlib.redirect_stdout(io.StringIO()):
-        return read_results(train(cfg))[-1]["target_acc"]
+    """moons_angles' run in `dtype`; runs under RUNS/DTYPE/ROW/angleA/seedS."""
+    return moons_angles.run(row, angle, seed, runs / dtype, [f"train.dtype={dtype}"])
 
 
 def main() -> None:
