@@ -140,6 +140,8 @@ def validate(cfg: Config, where: str = "config", overrides: list[str] = ()) -> N
         raise ConfigError(f"{where}: optim.lr must be > 0, optim.weight_decay and optim.grad_clip >= 0")
     if cfg.train.dtype not in ("float32", "float64"):
         raise ConfigError(f"{where}: train.dtype must be float32 or float64, got '{cfg.train.dtype}'")
+    if cfg.train.source_order not in ("shuffled", "fixed"):
+        raise ConfigError(f"{where}: train.source_order must be shuffled or fixed, got '{cfg.train.source_order}'")
     for key in ("eval_every", "checkpoint_every", "log_every"):
         if getattr(cfg.train, key) < 1:
             raise ConfigError(f"{where}: train.{key} must be >= 1")

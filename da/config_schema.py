@@ -64,6 +64,10 @@ class TrainConfig:
     embedding_samples: int = 300  # per domain, for TensorBoard's projector at the end; 0 = off
     progress_bar: bool = True
     dtype: str = "float32"  # float32 | float64 (numerics checks; AMP needs float32)
+    # shuffled: a fresh permutation of the source examples every epoch; fixed: the dataset's
+    # own order every epoch, as the DANN authors' per-example two-moons script runs it.
+    # The target is shuffled either way.
+    source_order: str = "shuffled"
     # Start from trained weights: a run folder (its checkpoints/last.pt) or a .pt file.
     # Feature extractor and task head must match exactly; modules the checkpoint lacks
     # (a new domain classifier, a teacher) start fresh. Read at step 0 only: a resumed

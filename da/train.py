@@ -88,7 +88,8 @@ class Trainer:
             (run_dir / "config.yaml").write_text(text)
         loader = dict(num_workers=cfg.train.num_workers, rank=world.rank, world=world.size,
                       pin_memory=cfg.train.pin_memory and self.device.type == "cuda")
-        source = EndlessLoader(run.data.source_train, cfg.train.batch_size, cfg.seed, True, **loader)
+        source = EndlessLoader(run.data.source_train, cfg.train.batch_size, cfg.seed,
+                               cfg.train.source_order == "shuffled", **loader)
         target = (EndlessLoader(run.data.target_train, cfg.train.batch_size, cfg.seed + 7919, True, **loader)
                   if run.algorithm.uses_target else None)
         state = {"step": 0, "best_source_val": -1.0, "sums": {}, "count": 0}

@@ -95,3 +95,10 @@ def test_a_bad_value_names_where_it_came_from(tmp_path):
     bad.write_text("model:\n  strategy: feature_extractor\n")
     with pytest.raises(ConfigError, match=rf"^{base} \+ {bad}: model: strategy feature_extractor"):
         load_config([base, bad], ["data.name=image_folder", "data.path=x"])
+
+
+def test_source_order_is_shuffled_or_fixed():
+    assert load_config(None, []).train.source_order == "shuffled"
+    assert load_config(None, ["train.source_order=fixed"]).train.source_order == "fixed"
+    with pytest.raises(ConfigError, match="train.source_order must be shuffled or fixed, got 'sorted'"):
+        load_config(None, ["train.source_order=sorted"])

@@ -10,8 +10,12 @@ far below what every setting gave: experiments/results/moons/moons_test_margin.m
 and 2 threads, float32 and float64) reports the smallest mean margin over any 5 seeds.
 """
 
+import torch
+
 from da.config import load_config
+from da.data.base import ArrayDataset
 from da.run_log import read_results
+from da.runs import build_run
 from da.train import train
 from tests.conftest import moons_configs
 
@@ -30,3 +34,35 @@ def test_dann_beats_source_only_on_moons_mean_over_seeds(tmp_path, moons_overrid
             acc[dann].append(read_results(train(cfg))[-1]["target_acc"])
     margin = sum(acc[True]) / len(SEEDS) - sum(acc[False]) / len(SEEDS)
     assert margin > MIN_MARGIN, acc
+
+
+class _Recording(ArrayDataset):
+    """An ArrayDataset that notes the index of every example a batch is built from."""
+
+    def __init__(self, inner: ArrayDataset):
+        super().__init__(inner.x, inner.y, inner.input_key, inner.prepare, inner.augment)
+        self.seen: list[int] = []
+
+    def __getitems__(self, keys):
+        self.seen += [k[0] for k in keys]
+        return super().__getitems__(keys)
+
+
+def _source_visits(tmp_path, moons_overrides, order: str) -> tuple[list[int], int]:
+    cfg = load_config(moons_configs(True), moons_overrides + [
+        "data.per_moon=5", "train.batch_size=1", "train.steps=25", "train.eval_every=25",
+        "train.checkpoint_every=25", "train.embedding_samples=0", f"train.source_order={order}",
+        f"run_dir={tmp_path / order}"])
+    data = build_run(cfg, torch.device("cpu")).data
+    data.source_train = _Recording(data.source_train)
+    train(cfg, data=data)
+    return data.source_train.seen, len(data.source_train)
+
+
+def test_fixed_source_order_visits_the_examples_in_dataset_order_every_pass(tmp_path, moons_overrides):
+    # the DANN authors' per-example script: `for i in range(nb_examples)` in every pass
+    seen, n = _source_visits(tmp_path, moons_overrides, "fixed")
+    assert n == 10 and seen == [i % n for i in range(25)]
+    shuffled, _ = _source_visits(tmp_path, moons_overrides, "shuffled")
+    assert sorted(shuffled[:n]) == list(range(n)) and shuffled[:n] != list(range(n))
+    assert shuffled[:n] != shuffled[n:2 * n]  # a fresh permutation per pass
