@@ -65,6 +65,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from data_tools.io import PointCloud
+from data_tools.voxel_keys import group_cells
 from data_tools.rebar.mesh import LabeledMesh
 from data_tools.render import Appearance, Camera, RaycastScene, rays
 
@@ -374,7 +375,7 @@ def fast_reconstruct(mesh: LabeledMesh, cameras: list[Camera], params: ArtefactP
     # 10. voxel merge: one random point per voxel
     perm = rng.permutation(len(xyz))
     vox = np.floor(xyz[perm] / p_.voxel_m).astype(np.int64)
-    _, first = np.unique(vox, axis=0, return_index=True)
+    first, _, _ = group_cells(vox)
     idx = np.sort(perm[first])
     return PointCloud(xyz[idx], rgb[idx]), lab[idx]
 

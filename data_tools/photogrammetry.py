@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from data_tools.io import PointCloud
+from data_tools.voxel_keys import group_cells
 from data_tools.rebar.mesh import LabeledMesh
 from data_tools.render import (
     Appearance,
@@ -267,8 +268,7 @@ def _agreeing_views(xyz: np.ndarray, own: int, depths: list[np.ndarray],
 def _voxel_merge(xyz: np.ndarray, rgb: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray]:
     """One point per occupied voxel at the mean of its members (several views, one surface)."""
     keys = np.floor(xyz / voxel).astype(np.int64)
-    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
+    _, inverse, counts = group_cells(keys)
     out_xyz = np.stack([np.bincount(inverse, xyz[:, k]) for k in range(3)], 1) / counts[:, None]
     out_rgb = np.stack([np.bincount(inverse, rgb[:, k]) for k in range(3)], 1) / counts[:, None]
     return out_xyz, out_rgb

@@ -14,6 +14,8 @@ from da.models import MODELS, build_model
 from da.models.dgcnn import EdgeConv, knn
 from da.models.pointnet import shared_mlp
 from da.models.pointnet2 import (
+    FeaturePropagation,
+    SetAbstraction,
     ball_query,
     farthest_point_sample,
     gather_points,
@@ -28,6 +30,9 @@ SMALL = {
     "pointnet": dict(local=[16, 32], global_width=64, fuse=[32, 16], head_hidden=[16]),
     "pointnet2": dict(npoint=[64, 16], radius=[0.2, 0.4], nsample=[8, 8],
                       sa_mlps=[[16, 16], [32, 32]], fp_mlps=[[32], [16, 16]], head_hidden=[16]),
+    "pointnet2_pointwise": dict(npoint=[64, 16], radius=[0.2, 0.4], nsample=[8, 8],
+                                sa_mlps=[[16, 16], [32, 32]], fp_mlps=[[32], [16, 16]],
+                                head_hidden=[16], sa_mode="pointwise"),
     # knn_chunk 100 does not divide N: exercises the chunked kNN and its last partial chunk.
     "dgcnn": dict(k=8, edge=[16, 16], global_width=32, fuse=[32, 16], head_hidden=[16],
                   knn_chunk=100),
@@ -35,7 +40,7 @@ SMALL = {
 
 
 def build(name: str, channels: int = 3 + C):
-    cfg = lookup(MODELS, name, "model").config(**SMALL[name])
+    cfg = lookup(MODELS, name.split("_")[0], "model").config(**SMALL[name])
     return build_model(cfg, types.SimpleNamespace(input_shape=(channels,), num_classes=K))
 
 
@@ -46,7 +51,7 @@ def cloud(seed: int = 0, n: int = N, c: int = C, dtype=torch.float32) -> dict[st
     return {"coord": coord, "feat": torch.rand(B, n, c, generator=g, dtype=dtype)}
 
 
-@pytest.fixture(params=["pointnet", "pointnet2", "dgcnn"])
+@pytest.fixture(params=["pointnet", "pointnet2", "pointnet2_pointwise", "dgcnn"])
 def name(request) -> str:
     return request.param
 
@@ -191,3 +196,39 @@ def test_edgeconv_equals_literal_edge_features():
     literal.load_state_dict(layer.mlp.state_dict())
     ref = literal(edges.reshape(B, 8, -1)).view(B, 8, 40, 5).amax(3)
     torch.testing.assert_close(got, ref)
+
+
+def test_feature_propagation_interpolates_like_the_gathered_reference():
+    # The faster path (one gather per neighbour) against the (B, C, N, k) gather reduced
+    # over k; float32 sums in another order: agreement to 1e-6 relative.
+    g = torch.Generator().manual_seed(3)
+    xyz, known = torch.rand(B, 50, 3, generator=g), torch.rand(B, 12, 3, generator=g)
+    feats = torch.randn(B, 5, 12, generator=g)
+    fp = FeaturePropagation(5, 0, [4]).eval()
+    seen = {}
+    fp.mlp.register_forward_hook(lambda m, inp, out: seen.update(interp=inp[0]))
+    fp(xyz, known, feats, torch.zeros(B, 0, 50))
+    idx, w = three_nn_weights(xyz, known)
+    want = (gather_points(feats, idx) * w.unsqueeze(1)).sum(dim=3)
+    torch.testing.assert_close(seen["interp"], want, rtol=1e-6, atol=1e-6)
+
+
+def test_pointwise_set_abstraction_is_the_max_over_members_of_mlp_plus_offset():
+    # max_j [mlp(x_j, f_j) + P (x_j - c)], built literally per member, in float64.
+    torch.manual_seed(0)
+    batch = cloud(dtype=torch.float64)
+    xyz, feats = batch["coord"], batch["feat"].transpose(1, 2)
+    sa = SetAbstraction(32, 0.3, 8, C, [8, 6], mode="pointwise").double().eval()
+    centres, out = sa(xyz, feats)
+    idx = farthest_point_sample(xyz, 32)
+    group = ball_query(xyz, centres, idx, 0.3, 8)
+    with torch.no_grad():
+        per_point = sa.mlp(torch.cat([xyz.transpose(1, 2), feats], dim=1))  # (B, 6, N)
+        for b in range(B):
+            for s in range(0, 32, 5):
+                members = group[b, s]
+                rel = xyz[b, members] - centres[b, s]  # (K, 3)
+                values = per_point[b][:, members] + sa.offset.weight[:, :, 0] @ rel.T  # (6, K)
+                torch.testing.assert_close(out[b, :, s], values.max(dim=1).values)
+    with pytest.raises(ValueError, match="grouped or pointwise"):
+        SetAbstraction(8, 0.3, 4, C, [8], mode="pointwize")

@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from data_tools.voxel_keys import group_cells
+
 CHANNELS_PER_RADIUS = 7
 DEFAULT_RADII = (0.02, 0.04, 0.08, 0.16)
 
@@ -89,9 +91,7 @@ def local_shape(xyz: np.ndarray, radii: tuple[float, ...] | list[float] = DEFAUL
     out = np.empty((len(xyz), CHANNELS_PER_RADIUS * len(radii)), np.float32)
     for i, r in enumerate(radii):
         cell = max(r / 4.0, min_cell)
-        _, inverse, counts = np.unique(np.floor(xyz / cell).astype(np.int64), axis=0,
-                                       return_inverse=True, return_counts=True)
-        inverse = inverse.reshape(-1)
+        _, inverse, counts = group_cells(np.floor(xyz / cell).astype(np.int64))
         centroids = np.stack([np.bincount(inverse, xyz[:, a], len(counts)) for a in range(3)],
                              axis=1) / counts[:, None]
         feats = _covariance_features(centroids, r, k)
