@@ -45,11 +45,13 @@ source labels (the hit triangle's 0/1/2, or 255 for floating outliers) are retur
 separately, for evaluation only.
 
 ``ARTEFACT_PRESETS`` ("mild", "typical", "harsh", by increasing severity): typical and
-harsh are fitted to the mvs mode's statistics by experiments/calibrate_fast.py (table and
+harsh are fitted to the mvs mode's statistics - CALIBRATED (``CALIBRATED_PRESETS``): what
+uses them carries target-domain calibration - by experiments/calibrate_fast.py (table and
 held-out check in experiments/results/rebar3d/fast_calibration.md); mild keeps hand-set values
-(its fit was not better on held-out scenes, see there). Every field of ``ArtefactParams``
-is a plain float/int, so ``dataclasses.replace`` and ``asdict`` make them an optimiser's
-vector.
+(its fit was not better on held-out scenes, see there). Parameters drawn from committed
+prior ranges instead, without calibration: ``data_tools.artefact_ranges``. Every field of
+``ArtefactParams`` is a plain float/int, so ``dataclasses.replace`` and ``asdict`` make them
+an optimiser's vector.
 ``pixel_stride`` is a sampling (speed) knob, not an artefact: mvs yields up to one point
 per full-resolution pixel, and a preset's stride is the coarsest grid that still gives
 mvs's completeness at the capture presets' 960x720 images (harsh: far, few views, so
@@ -65,12 +67,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from data_tools.io import PointCloud
-from data_tools.voxel_keys import group_cells
 from data_tools.rebar.mesh import LabeledMesh
 from data_tools.render import Appearance, Camera, RaycastScene, rays
+from data_tools.voxel_keys import group_cells
 
-__all__ = ["ARTEFACT_PRESETS", "IGNORE", "ArtefactParams", "bar_radii", "effective_stride",
-           "fast_reconstruct", "material_texturedness"]
+__all__ = ["ARTEFACT_PRESETS", "CALIBRATED_PRESETS", "FITTED_FIELDS", "IGNORE", "ArtefactParams",
+           "bar_radii", "effective_stride", "fast_reconstruct", "material_texturedness"]
 
 IGNORE = 255  # source label of floating outliers: not on any surface
 
@@ -159,6 +161,15 @@ ARTEFACT_PRESETS: dict[str, ArtefactParams] = {
                             baseline_m=0.08, voxel_m=0.005, pixel_stride=1,
                             stride_ref_width_px=960),
 }
+
+# The presets whose values were FITTED to the mvs (target) statistics, and the fields the fit
+# could move (harsh's width50_px stayed at its start value): anything built from these presets
+# is target-calibrated and is marked so (simulated source manifests, config, tables). mild is
+# hand-set (its fit was not adopted); simulation without target calibration draws from
+# committed ranges instead (data_tools.artefact_ranges).
+CALIBRATED_PRESETS: tuple[str, ...] = ("typical", "harsh")
+FITTED_FIELDS: tuple[str, ...] = ("keep_background", "keep_main", "keep_tie", "disparity_noise_px",
+                                  "thicken_m", "outlier_fraction", "width50_px", "pixel_stride")
 
 
 # --------------------------------------------------------------------------- helpers

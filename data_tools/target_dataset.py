@@ -68,7 +68,13 @@ import numpy as np
 from tqdm import tqdm
 
 from data_tools import render
-from data_tools.artefact_model import ARTEFACT_PRESETS, fast_reconstruct
+from data_tools.artefact_model import (
+    ARTEFACT_PRESETS,
+    CALIBRATED_PRESETS,
+    ArtefactParams,
+    fast_reconstruct,
+)
+from data_tools.artefact_ranges import RANDOMISED, SIMULATED_SOURCES, draw_params, ranges_record
 from data_tools.atomic import atomic_folder
 from data_tools.io import PointCloud, write_cloud
 from data_tools.photogrammetry import (
@@ -88,15 +94,19 @@ from data_tools.rebar.model import ROLE_LABEL
 from data_tools.rebar.sampling import sample_surface
 from data_tools.splits import DatasetFileError, read_manifest
 
-__all__ = ["CROP_MARGIN", "MODES", "ORACLE_LABELS", "SPLITS", "build_rebar3d", "draw_split_scenes",
-           "reconstruction_setup", "simulate_source", "simulated_source_dir", "split_sizes",
-           "target_cloud"]
+__all__ = ["CROP_MARGIN", "MODES", "ORACLE_LABELS", "PARAMS_STREAM", "SPLITS", "build_rebar3d",
+           "draw_split_scenes", "randomised_is_current", "reconstruction_setup", "scene_artefact_params",
+           "simulate_source",
+           "simulated_source_dir", "simulation_record", "split_sizes", "target_cloud"]
 
 SPLITS = ("source_train", "source_val", "target_train", "target_test")
 MODES = ("mvs", "fast")
 CROP_MARGIN = 0.3  # m round the element's bounds kept in target clouds
 ORACLE_LABELS = "oracle_labels"  # folder of target_train ground truth, for the oracle only
 MIN_SCENES = 4
+# rng stream of the randomised simulation's per-scene parameters, default_rng([seed, 1000, i]):
+# apart from the split streams [seed, s] and [seed, s, i] (s = 0..3) of draw_split_scenes
+PARAMS_STREAM = 1000
 
 
 def split_sizes(scenes: int) -> dict[str, int]:
@@ -245,10 +255,12 @@ def _source_scene(folder: Path, i: int, element: str, scene_seed: int, density: 
 
 
 def target_cloud(element: str, scene_seed: int, mode: str, recon, preset: str,
-                 capture_preset: str = "noon", timings: Timings | None = None):
+                 capture_preset: str = "noon", timings: Timings | None = None,
+                 params: ArtefactParams | None = None):
     """One target scene, uncropped: (cloud without labels, site mesh, (lo, hi) bounds).
 
     Shared by ``build_rebar3d`` and the benchmark; rng ``default_rng([scene_seed, 2])``.
+    `params` replaces ``ARTEFACT_PRESETS[preset]`` in fast mode (the randomised simulation).
     """
     scene = make_scene(element, scene_seed)
     site = render.extend_ground(scene_to_mesh(scene))  # phone photos see ground to the horizon
@@ -260,7 +272,8 @@ def target_cloud(element: str, scene_seed: int, mode: str, recon, preset: str,
         cloud = reconstruct_mvs(views, recon, timings)
     else:
         cameras = render.camera_path(recon.camera_path(), lo, hi, rng)
-        cloud, _source_labels = fast_reconstruct(site, cameras, ARTEFACT_PRESETS[preset], rng, app)
+        params = ARTEFACT_PRESETS[preset] if params is None else params
+        cloud, _source_labels = fast_reconstruct(site, cameras, params, rng, app)
     return PointCloud(np.asarray(cloud.xyz, np.float32), cloud.rgb), site, (lo, hi)
 
 
@@ -300,14 +313,58 @@ def simulated_source_dir(dataset: str | Path, preset: str) -> Path:
     return Path(dataset) / f"simulated_source-fast-{preset}"
 
 
+def scene_artefact_params(preset: str, seed: int | None, index: int) -> ArtefactParams:
+    """The artefact parameters of simulated source scene `index`: the preset's, or for
+    "randomised" its own draw from the committed ranges with rng
+    ``default_rng([seed, PARAMS_STREAM, index])`` (seed: the dataset's)."""
+    if preset == RANDOMISED:
+        return draw_params(np.random.default_rng([seed, PARAMS_STREAM, index]))
+    return ARTEFACT_PRESETS[preset]
+
+
+def simulation_record(preset: str) -> dict:
+    """What a simulated folder's manifest says about its parameters and their calibration."""
+    if preset == RANDOMISED:
+        return {"what": "fast artefact model applied to the source_train cages (NO target-domain "
+                        "calibration: per-scene draws from committed prior ranges)",
+                "target_calibrated": False, "artefact_params": None,
+                "artefact_ranges": ranges_record(),
+                "params_rng": f"default_rng([dataset seed, {PARAMS_STREAM}, scene index])"}
+    how = ("CALIBRATED: uses target-domain calibration, preset fitted to mvs statistics"
+           if preset in CALIBRATED_PRESETS else "hand-set preset, not fitted to the target")
+    return {"what": f"fast artefact model applied to the source_train cages ({how})",
+            "target_calibrated": preset in CALIBRATED_PRESETS,
+            "artefact_params": asdict(ARTEFACT_PRESETS[preset])}
+
+
+def randomised_is_current(dataset: str | Path) -> bool:
+    """Whether the dataset's randomised simulated folder holds what ``simulate_source`` would
+    draw now (same ranges, same parameters per scene); False where it is missing. Edited
+    ranges must not leave scenes drawn from the old ones in use unnoticed."""
+    sim = simulated_source_dir(dataset, RANDOMISED)
+    if not (sim / "manifest.json").is_file():
+        return False
+    recorded, seed = read_manifest(sim), read_manifest(Path(dataset)).get("seed")
+    plain = lambda x: json.loads(json.dumps(x, default=_json_default))  # noqa: E731 (as on disk)
+    drawn = lambda i: plain(asdict(scene_artefact_params(RANDOMISED, seed, i)))  # noqa: E731
+    return (recorded.get("artefact_ranges") == plain(ranges_record())
+            and all(e.get("artefact_params") == drawn(e["index"])
+                    for e in recorded.get("splits", {}).get(sim.name, [])))
+
+
 def simulate_source(dataset: str | Path, preset: str = "typical", progress: bool = True,
                     label_distance: float | None = None) -> Path:
     """Labelled "photogrammetric" clouds of the dataset's source_train cages: the fast
-    artefact model (``ARTEFACT_PRESETS[preset]``, calibrated to mvs statistics) applied to
-    each source cage, captured with the dataset's own camera ring (capture preset, image
-    size, views), cropped like the target clouds, and labelled by nearest surface of the
-    cage - ground truth carried over exactly as for target_test. Extra labelled training
-    data for a user who has only the BIM model; it uses target-domain calibration.
+    artefact model applied to each source cage, captured with the dataset's own camera ring
+    (capture preset, image size, views), cropped like the target clouds, and labelled by
+    nearest surface of the cage - ground truth carried over exactly as for target_test.
+    Extra labelled training data for a user who has only the BIM model.
+
+    preset: a key of ``ARTEFACT_PRESETS`` - typical and harsh are CALIBRATED (fitted to the
+    mvs statistics, i.e. target-domain calibration), mild is hand-set - or "randomised":
+    every scene draws its own parameters from the committed ranges of
+    ``data_tools.artefact_ranges`` (no target calibration; ``scene_artefact_params``),
+    recorded in its manifest entry. The manifest says which ("target_calibrated").
 
     Written once to ``<dataset>/simulated_source-fast-<preset>/`` (scene_XXXX.ply with a
     label property, same index as source_train, and manifest.json whose "splits" holds
@@ -316,13 +373,19 @@ def simulate_source(dataset: str | Path, preset: str = "typical", progress: bool
     another split is read."""
     dataset = Path(dataset)
     manifest = read_manifest(dataset)
-    if preset not in ARTEFACT_PRESETS:
-        raise ValueError(f"unknown artefact preset {preset!r}; choose from {', '.join(ARTEFACT_PRESETS)}")
+    if preset not in SIMULATED_SOURCES:
+        raise ValueError(f"unknown artefact preset {preset!r}; choose from {', '.join(SIMULATED_SOURCES)}")
     entries = manifest.get("splits", {}).get("source_train")
     if not entries:
         raise DatasetFileError(f"{dataset / 'manifest.json'}: no source_train scenes to simulate")
+    seed = manifest.get("seed")
+    if preset == RANDOMISED and seed is None:
+        raise DatasetFileError(f"{dataset / 'manifest.json'}: no dataset seed to draw the randomised "
+                               "parameters from")
     capture_preset = manifest.get("capture", "noon")
-    recon = reconstruction_setup(manifest.get("preset", preset), capture_preset,
+    # the dataset's own camera ring (randomised names no ring: typical where none is recorded)
+    ring = manifest.get("preset", "typical" if preset == RANDOMISED else preset)
+    recon = reconstruction_setup(ring, capture_preset,
                                  manifest.get("image_size"), manifest.get("n_views"))
     label_distance = float(label_distance or manifest.get("label_distance", 0.02))
     out = simulated_source_dir(dataset, preset)
@@ -330,22 +393,30 @@ def simulate_source(dataset: str | Path, preset: str = "typical", progress: bool
     with atomic_folder(out) as tmp:
         written = []
         for e in tqdm(entries, desc=f"simulate source ({preset})", unit="scene", disable=not progress):
-            t0 = time.perf_counter()
-            element, scene_seed = str(e["element"]), int(e["scene_seed"])
-            cloud, site, (lo, hi) = target_cloud(element, scene_seed, "fast", recon, preset, capture_preset)
-            keep = np.all((cloud.xyz >= lo - CROP_MARGIN) & (cloud.xyz <= hi + CROP_MARGIN), axis=1)
-            cloud = PointCloud(cloud.xyz[keep], None if cloud.rgb is None else cloud.rgb[keep])
-            labels = label_by_nearest_surface(cloud, site, label_distance).astype(np.int64)
-            name = f"scene_{int(e['index']):04d}.ply"
-            write_cloud(tmp / name, PointCloud(cloud.xyz, cloud.rgb, labels=labels))
-            written.append({"index": int(e["index"]), "file": name, "element": element,
-                            "scene_seed": scene_seed, "points": len(cloud),
-                            "label_counts": _counts(labels),
-                            "seconds": round(time.perf_counter() - t0, 3)})
+            params = scene_artefact_params(preset, seed, int(e["index"]))
+            entry = _simulated_scene(tmp, e, recon, capture_preset, label_distance, params)
+            if preset == RANDOMISED:
+                entry["artefact_params"] = asdict(params)
+            written.append(entry)
         (tmp / "manifest.json").write_text(json.dumps({
-            "what": "fast artefact model applied to the source_train cages (uses target-domain calibration)",
-            "preset": preset, "capture": capture_preset, "label_distance": label_distance,
-            "artefact_params": asdict(ARTEFACT_PRESETS[preset]),
-            "seconds": round(time.perf_counter() - t_start, 3),
+            **simulation_record(preset), "preset": preset, "capture": capture_preset,
+            "label_distance": label_distance, "seconds": round(time.perf_counter() - t_start, 3),
             "splits": {out.name: written}}, indent=1, default=_json_default))
     return out
+
+
+def _simulated_scene(folder: Path, e: dict, recon, capture_preset: str, label_distance: float,
+                     params: ArtefactParams) -> dict:
+    """One source cage through the fast model: cropped, labelled by nearest surface, written."""
+    t0 = time.perf_counter()
+    element, scene_seed = str(e["element"]), int(e["scene_seed"])
+    cloud, site, (lo, hi) = target_cloud(element, scene_seed, "fast", recon, "", capture_preset,
+                                         params=params)
+    keep = np.all((cloud.xyz >= lo - CROP_MARGIN) & (cloud.xyz <= hi + CROP_MARGIN), axis=1)
+    cloud = PointCloud(cloud.xyz[keep], None if cloud.rgb is None else cloud.rgb[keep])
+    labels = label_by_nearest_surface(cloud, site, label_distance).astype(np.int64)
+    name = f"scene_{int(e['index']):04d}.ply"
+    write_cloud(folder / name, PointCloud(cloud.xyz, cloud.rgb, labels=labels))
+    return {"index": int(e["index"]), "file": name, "element": element, "scene_seed": scene_seed,
+            "points": len(cloud), "label_counts": _counts(labels),
+            "seconds": round(time.perf_counter() - t0, 3)}

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from da.config import ConfigError, load_config
+from da.data import build_data
 from data_tools.__main__ import main
+from data_tools.artefact_model import ArtefactParams
+from data_tools.artefact_ranges import RANDOMISED, RANGES, ranges_record
 from data_tools.io import read_cloud
+from data_tools.splits import DatasetFileError
 from data_tools.target_dataset import (
     SPLITS,
     build_rebar3d,
     capture_ring,
     draw_split_scenes,
+    randomised_is_current,
+    scene_artefact_params,
+    simulated_source_dir,
+    simulation_record,
     split_sizes,
 )
+from tests.test_rebar3d_adaptation import CONFIGS, _small
 
 SMALL = (320, 240)  # fast mode at small images: a scene in well under a second
 
@@ -189,6 +200,47 @@ def test_cli_in_process(tmp_path, capsys):
     near_cloud = read_cloud(out / "target_test" / "scene_0000.ply")
     far_cloud = read_cloud(far / "target_test" / "scene_0000.ply")
     assert len(near_cloud) != len(far_cloud)
+
+
+def test_simulated_source_manifests_mark_the_calibrated_presets():
+    assert simulation_record("typical")["target_calibrated"] is True
+    assert "CALIBRATED" in simulation_record("harsh")["what"]
+    assert simulation_record("mild")["target_calibrated"] is False  # hand-set
+    assert simulation_record(RANDOMISED)["target_calibrated"] is False
+
+
+def test_randomised_simulation_draws_each_scene_its_own_parameters(fast_ds, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(fast_ds, ds)  # fast_ds is shared, and other tests list its files
+    data = build_data(load_config(CONFIGS, _small(ds, tmp_path, "b", "data.simulated_source=randomised")).data)
+    sim = simulated_source_dir(ds, RANDOMISED)
+    assert sim.name == "simulated_source-fast-randomised"
+    manifest = json.loads((sim / "manifest.json").read_text())
+    assert manifest["target_calibrated"] is False and manifest["artefact_ranges"] == ranges_record()
+    assert "NO target-domain calibration" in manifest["what"]
+    dataset = json.loads((ds / "manifest.json").read_text())
+    entries = manifest["splits"][sim.name]
+    assert [e["scene_seed"] for e in entries] == [e["scene_seed"] for e in dataset["splits"]["source_train"]]
+    assert len(entries) == 2
+    for e in entries:
+        drawn = e["artefact_params"]  # the whole parameter set, per scene
+        assert all(r.lo <= drawn[name] <= r.hi for name, r in RANGES.items())
+        assert ArtefactParams(**drawn) == scene_artefact_params(RANDOMISED, dataset["seed"], e["index"])
+        cloud = read_cloud(sim / e["file"])
+        assert len(cloud) == e["points"] > 100 and set(np.unique(cloud.labels)) <= {0, 1, 2, 255}
+    a, b = (e["artefact_params"] for e in entries)
+    assert all(a[n] != b[n] for n, r in RANGES.items() if not r.integer)  # scenes differ
+    assert len(data.source_train.scenes) == 2 * len(entries)  # source_train + simulated
+    assert randomised_is_current(ds)
+    # scenes drawn from other ranges are refused, not used unnoticed
+    manifest["artefact_ranges"]["keep_main"]["hi"] = 0.9
+    (sim / "manifest.json").write_text(json.dumps(manifest))
+    assert not randomised_is_current(ds)
+    with pytest.raises(DatasetFileError, match="other ranges"):
+        build_data(load_config(CONFIGS, _small(ds, tmp_path, "c", "data.simulated_source=randomised")).data)
+    with pytest.raises(ConfigError, match="simulated_source"):
+        load_config(CONFIGS, _small(ds, tmp_path, "d", "data.simulated_source=randomised",
+                                    "data.target_labeled=true"))
 
 
 @pytest.mark.parametrize("args, message", [

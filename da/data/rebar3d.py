@@ -35,6 +35,7 @@ from da.config_schema import DataConfig
 from da.data.base import DATASETS, DomainData, dataset_folder
 from da.data.blocks import BlockDataset, Scene, SceneDataset, prepare_scene
 from da.registry import register
+from data_tools.artefact_ranges import RANDOMISED, SIMULATED_SOURCES
 from data_tools.io import PointCloud, read_cloud
 from data_tools.rebar.cages import ELEMENTS
 from data_tools.splits import DatasetFileError, read_manifest
@@ -63,9 +64,11 @@ class Rebar3dConfig(DataConfig):
     # local-shape feature radii in metres (da.data.shape_features); empty = xyz only
     shape_radii: list[float] = field(default_factory=list)
     class_weighting: str = "inverse_sqrt"  # inverse_sqrt | none
-    # Artefact preset (mild | typical | harsh) of simulated photogrammetry of the source
-    # cages (data_tools.target_dataset.simulate_source), added to the labeled training
-    # scenes; empty = none. Uses target-domain calibration (the fast model fits mvs).
+    # Simulated photogrammetry of the source cages (data_tools.target_dataset.simulate_source),
+    # added to the labeled training scenes; empty = none. typical | harsh are CALIBRATED (the
+    # fast model's presets fitted to mvs: target-domain calibration); mild is hand-set;
+    # randomised draws each scene's parameters from committed prior ranges (no calibration,
+    # data_tools.artefact_ranges).
     simulated_source: str = ""
 
     def validate(self) -> None:
@@ -77,8 +80,9 @@ class Rebar3dConfig(DataConfig):
             raise ValueError("need voxel > 0, num_points >= 1 and 0 < train_stride <= block_size")
         if self.shape_radii and min(self.shape_radii) <= 0:
             raise ValueError(f"shape_radii must be positive, got {self.shape_radii}")
-        if self.simulated_source and self.simulated_source not in ("mild", "typical", "harsh"):
-            raise ValueError(f"simulated_source must be mild, typical, harsh or empty, got '{self.simulated_source}'")
+        if self.simulated_source and self.simulated_source not in SIMULATED_SOURCES:
+            raise ValueError(f"simulated_source must be {', '.join(SIMULATED_SOURCES)} or empty, "
+                             f"got '{self.simulated_source}'")
         if self.simulated_source and self.target_labeled:
             raise ValueError("simulated_source adds to the SOURCE training scenes; the train-on-target "
                              "oracle (target_labeled=true) does not use it")
@@ -203,10 +207,20 @@ def load_shape(folder: Path, split: str, entry: dict, scene: Scene, voxel: float
 
 
 def simulated_scenes(folder: Path, cfg: Rebar3dConfig) -> list[Scene]:
-    """The dataset's simulated-photogrammetry source scenes (built once, on first use)."""
-    from data_tools.target_dataset import simulate_source, simulated_source_dir
+    """The dataset's simulated-photogrammetry source scenes (built once, on first use).
+    typical / harsh ones are target-calibrated (their folder's manifest says so), randomised
+    ones not."""
+    from data_tools.target_dataset import (
+        randomised_is_current,
+        simulate_source,
+        simulated_source_dir,
+    )
 
     sim = simulated_source_dir(folder, cfg.simulated_source)
+    if cfg.simulated_source == RANDOMISED and sim.exists() and not randomised_is_current(folder):
+        # rebuilding would leave the voxel caches of the old scenes in prepared-*/ in use
+        raise DatasetFileError(f"{sim}: drawn from other ranges than data_tools.artefact_ranges "
+                               f"commits now; delete it and {folder}/prepared-*/{sim.name}")
     if not (sim / "manifest.json").is_file():
         simulate_source(folder, cfg.simulated_source)
     manifest = read_manifest(sim)
