@@ -63,6 +63,7 @@ def _picked_row(family: str, by: str, members: list[dict], picks: dict[int, str]
     values = {k: [by_name[picks[s]]["per_seed"][s][k] for s in seeds] for k in metrics}
     first = members[0]
     return {"name": f"{family} <- {by}", "algorithm": first["algorithm"], "role": first["role"],
+            "target_calibrated": any(by_name[picks[s]].get("target_calibrated") for s in seeds),
             "baseline": first["baseline"], "oracle": first.get("oracle"), "seeds": seeds, "selected_by": by,
             "picks": {str(s): picks[s] for s in seeds},
             "run_dirs": [by_name[picks[s]]["run_dirs"][by_name[picks[s]]["seeds"].index(s)] for s in seeds],
@@ -139,6 +140,14 @@ def select_rows(table: Table, rows: list[dict], device: str = "cpu", cached_only
                                   for v in validators},
             "picks": {by: {str(s): p for s, p in picks.items()} for by, picks in choices.items()}})
     return picked, reports
+
+
+def target_calibrated(cfg) -> bool:
+    """Whether a row's data carries target-domain calibration: simulated photogrammetry of
+    the source from an artefact preset fitted to the target (data_tools.artefact_model)."""
+    from data_tools.artefact_model import CALIBRATED_PRESETS
+
+    return getattr(cfg.data, "simulated_source", "") in CALIBRATED_PRESETS
 
 
 def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = None,
@@ -235,6 +244,7 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
         algorithm = configs[(row.name, row_seeds[0])].algorithm.name
         rows.append({"name": row.name, "algorithm": algorithm, "role": row.role, "baseline": row.baseline,
                      "oracle": row.oracle,
+                     "target_calibrated": target_calibrated(configs[(row.name, row_seeds[0])]),
                      "seeds": row_seeds,
                      "run_dirs": run_dirs,
                      "run_commits": sorted(commits), "per_seed": per_seed,

@@ -93,7 +93,8 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
         header.append("gap closed")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in result["rows"]:
-        cells = [r["name"], r["algorithm"]] + ([",".join(map(str, r["seeds"]))] if per_row else [])
+        name = r["name"] + (" (target-calibrated)" if r.get("target_calibrated") else "")
+        cells = [name, r["algorithm"]] + ([",".join(map(str, r["seeds"]))] if per_row else [])
         for m in metrics:
             s = r["metrics"][m]
             # one seed has no spread: print the value alone rather than a fake "± 0"
@@ -106,6 +107,10 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
                 gap += f" (vs {r['baseline']})"
             cells.append(gap)
         lines.append("| " + " | ".join(cells) + " |")
+    if any(r.get("target_calibrated") for r in result["rows"]):
+        lines += ["", "**(target-calibrated)**: the row's source includes simulated photogrammetry from an "
+                  "artefact preset FITTED to the target's statistics (data_tools.artefact_model."
+                  "CALIBRATED_PRESETS) - target-domain supervision, though no target label."]
     if result.get("dirty_runs"):
         lines += ["", "**Trained partly from uncommitted code** (a run commit ends in `-dirty` or is "
                   "unknown): these numbers cannot be reproduced from any commit."]

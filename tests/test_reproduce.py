@@ -300,3 +300,22 @@ def test_gap_closed_uses_each_rows_own_baseline_and_oracle_and_the_spread_rule()
     gap_closed(rows, "m")
     assert rows[4]["gap_closed"] == pytest.approx(0.5) and rows[4]["gap_spread_ratio"] == pytest.approx(40)
     assert rows[5]["gap_closed"] == pytest.approx(0.5) and rows[5]["gap_spread_ratio"] == pytest.approx(2)
+
+
+def test_rows_from_target_calibrated_simulation_are_marked():
+    from da.config import load_config
+    from da.reproduce import target_calibrated
+    from da.table_report import to_markdown
+
+    base = [REPO / "experiments/configs/rebar3d.yaml"]
+    assert target_calibrated(load_config(base, ["data.simulated_source=typical"]))
+    assert target_calibrated(load_config(base, ["data.simulated_source=harsh"]))
+    assert not target_calibrated(load_config(base, ["data.simulated_source=randomised"]))
+    assert not target_calibrated(load_config(base, []))
+    assert not target_calibrated(load_config([REPO / "experiments/configs/moons.yaml"], []))
+    metric = {"mean": 0.5, "std": 0.0, "values": [0.5]}
+    rows = [{"name": n, "algorithm": "source_only", "role": "", "seeds": [0], "run_commits": [],
+             "metrics": {"target_miou": metric}, "target_calibrated": n == "sim"} for n in ("plain", "sim")]
+    md = to_markdown({"table": "t", "profile": "p", "command": "c", "git_commit": "g", "machine": "m",
+                      "seeds": [0], "rows": rows, "primary_metric": "target_miou"}, ["target_miou"])
+    assert "| sim (target-calibrated) |" in md and "| plain |" in md and "FITTED to the target" in md
