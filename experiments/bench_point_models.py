@@ -2,14 +2,16 @@
 
 Blocks come from the standard benchmark's source_train split (built once by the
 dataset code; `--scenes`/`--mode` pick another), each backbone at its own block scheme:
-the old default (PointNet++, 1024 points, xyz), the adopted one, and the others of the
-ablation. Per backbone: seconds per training step (forward, cross-entropy, backward,
+the old default (PointNet++, 1024 points, xyz), the adopted one (PointNet++ on xyz +
+shape features), the adopted one with its set abstraction MLPs run once per point before
+grouping (`model.sa_mode=pointwise`), and the others of the ablation. Per backbone: seconds per training step (forward, cross-entropy, backward,
 Adam step) and per inference forward, median of --repeats after one warm-up, and the
 points per second that makes (blocks x points / seconds). The rounds are interleaved
 (every backbone once, then again), so a noisy shared machine slows all of them alike
-and the ratios to the old default - measured in this one run - are what to read.
+and the ratios to the old default and to the adopted model - measured in this one run -
+are what to read. --threads runs the whole comparison once per torch thread count.
 
-    OMP_NUM_THREADS=2 python experiments/bench_point_models.py [--device auto] [--repeats 5]
+    python experiments/bench_point_models.py [--device auto] [--repeats 5] [--threads 1 2]
         [--out experiments/results/benchmarks/bench_point_models.md]
 """
 
@@ -37,6 +39,8 @@ BACKBONES: dict[str, tuple[list[str], int]] = {
     "pointnet2 xyz 1024 (old default)": (["model.name=pointnet2", "data.num_points=1024",
                                           "data.shape_radii=[]"], 8),
     "pointnet2 shape 1024": (["model.name=pointnet2", "data.num_points=1024", SHAPE], 8),
+    "pointnet2 shape 1024, pointwise SA": (["model.name=pointnet2", "data.num_points=1024", SHAPE,
+                                            "model.sa_mode=pointwise"], 8),
     "pointnet shape 1024": (["model.name=pointnet", "data.num_points=1024", SHAPE], 8),
     "dgcnn shape 1024": (["model.name=dgcnn", "data.num_points=1024", SHAPE], 8),
     "sparse_unet shape 8192": (["model.name=sparse_unet", "data.num_points=8192", SHAPE], 4),
@@ -82,20 +86,10 @@ def setup(overrides: list[str], blocks: int, data_args: list[str], device: torch
     return train_step, infer, points
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--mode", default="mvs")
-    ap.add_argument("--scenes", type=int, default=60)
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
-    device = pick_device(args.device)
-    data_args = [f"data.mode={args.mode}", f"data.scenes={args.scenes}"]
-    loaded: dict = {}
-    jobs = {name: setup(o, b, data_args, device, loaded) for name, (o, b) in BACKBONES.items()}
+def measure(jobs: dict, repeats: int, device: torch.device) -> dict[str, dict[str, float]]:
+    """Median seconds per train step and per inference forward of every backbone."""
     times: dict[str, dict[str, list[float]]] = {n: {"train": [], "infer": []} for n in jobs}
-    for round_ in range(args.repeats + 1):  # round 0 warms up (allocator, Adam state)
+    for round_ in range(repeats + 1):  # round 0 warms up (allocator, Adam state)
         for name, (train_step, infer, _) in jobs.items():
             for kind, fn in (("train", train_step), ("infer", infer)):
                 sync(device)
@@ -105,26 +99,47 @@ def main() -> int:
                 if round_:
                     times[name][kind].append(time.perf_counter() - t0)
         print(f"round {round_} done", flush=True)
-    base = next(iter(jobs))
-    med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+    return {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
+    ap.add_argument("--mode", default="mvs")
+    ap.add_argument("--scenes", type=int, default=60)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    device = pick_device(args.device)
+    data_args = [f"data.mode={args.mode}", f"data.scenes={args.scenes}"]
+    loaded: dict = {}
+    jobs = {name: setup(o, b, data_args, device, loaded) for name, (o, b) in BACKBONES.items()}
+    base, adopted = "pointnet2 xyz 1024 (old default)", "pointnet2 shape 1024"
     pts = {n: jobs[n][2] for n in jobs}
     git = git_state()
     lines = ["# Backbone speed on real blocks (standard benchmark source_train)", "",
-             f"Command: `OMP_NUM_THREADS={torch.get_num_threads()} python experiments/bench_point_models.py "
-             f"--device {args.device} --repeats {args.repeats}`  ",
+             f"Command: `python experiments/bench_point_models.py --device {args.device} "
+             f"--repeats {args.repeats} --threads {' '.join(map(str, args.threads))}`  ",
              f"Commit: `{git['commit']}`{' (dirty tree)' if git['dirty'] else ''}  ",
-             f"Machine: {machine_summary()}; device {device}, {torch.get_num_threads()} threads  ",
-             f"Median of {args.repeats} interleaved rounds after a warm-up; ratios are to `{base}` "
-             "in this same run.", "",
-             "| backbone | blocks x points | train s/step | train points/s | x old | "
-             "infer s/batch | infer points/s | x old |", "|---|---|---|---|---|---|---|---|"]
-    for n in jobs:
-        tr, inf = med[n]["train"], med[n]["infer"]
-        tr0, inf0 = med[base]["train"], med[base]["infer"]
-        lines.append(f"| {n} | {pts[n]:,} | {tr:.3f} | {pts[n] / tr:,.0f} | "
-                     f"{(pts[n] / tr) / (pts[base] / tr0):.2f} | {inf:.3f} | {pts[n] / inf:,.0f} | "
-                     f"{(pts[n] / inf) / (pts[base] / inf0):.2f} |")
-    text = "\n".join(lines) + "\n"
+             f"Machine: {machine_summary()}; device {device}  ",
+             f"Median of {args.repeats} interleaved rounds after a warm-up; ratios are to `{base}` (x old) and "
+             f"to the adopted `{adopted}` (x adopted), in this same run and thread count.", ""]
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        med = measure(jobs, args.repeats, device)
+        lines += [f"## {threads} thread{'s' if threads > 1 else ''}", "",
+                  "| backbone | blocks x points | train s/step | train points/s | x old | x adopted | "
+                  "infer s/batch | infer points/s | x old | x adopted |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for n in jobs:
+            tr, inf = med[n]["train"], med[n]["infer"]
+            rate = {k: pts[n] / med[n][k] for k in ("train", "infer")}
+            ratio = {(k, ref): rate[k] / (pts[ref] / med[ref][k]) for k in rate for ref in (base, adopted)}
+            lines.append(f"| {n} | {pts[n]:,} | {tr:.3f} | {rate['train']:,.0f} | {ratio['train', base]:.2f} | "
+                         f"{ratio['train', adopted]:.2f} | {inf:.3f} | {rate['infer']:,.0f} | "
+                         f"{ratio['infer', base]:.2f} | {ratio['infer', adopted]:.2f} |")
+        lines.append("")
+    text = "\n".join(lines)
     print(text)
     if args.out:
         args.out.write_text(text)
