@@ -21,7 +21,7 @@ from da.config import load_config
 from da.data import build_data
 from da.train import train
 from data_tools.target_dataset import build_rebar3d
-from tests.test_rebar3d_adaptation import _small
+from tests.conftest import tiny_rebar3d_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = [REPO / "experiments/configs/rebar3d.yaml", REPO / "experiments/configs/rebar3d_pointnet.yaml",
@@ -245,7 +245,7 @@ def test_cosmix_and_cosmix_with_dann_train_on_points(r3d, tmp_path):
     for name, extra in [("cosmix", []),
                         ("cosmix_dann", ["algorithm.dann_weight=1", "algorithm.disc_hidden=[16]",
                                          "algorithm.domain_rows=128"])]:
-        run = train(load_config(CONFIGS, _small(r3d, tmp_path, name, *STEPS, *extra)))
+        run = train(load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, name, *STEPS, *extra)))
         assert (run / "done").exists()
         scalars = _train_scalars(run)
         terms = {"total", "task", "mix_target", "mix_source"} | ({"domain"} if extra else set())
@@ -268,7 +268,7 @@ def test_no_target_label_reaches_a_cosmix_run(r3d, tmp_path):
         shutil.copytree(r3d, folder, ignore=shutil.ignore_patterns("prepared-*"))
     _poison(poisoned)
     extra = ["algorithm.dann_weight=1", "algorithm.disc_hidden=[16]", "algorithm.domain_rows=128"]
-    runs = [train(load_config(CONFIGS, _small(folder, tmp_path, f"run_{folder.name}", *STEPS, *extra)))
+    runs = [train(load_config(CONFIGS, tiny_rebar3d_overrides(folder, tmp_path, f"run_{folder.name}", *STEPS, *extra)))
             for folder in (clean, poisoned)]
     states = [checkpoint.load(run / "checkpoints" / "last.pt")["model"] for run in runs]
     assert states[0].keys() == states[1].keys()
@@ -280,7 +280,7 @@ def test_no_target_label_reaches_a_cosmix_run(r3d, tmp_path):
     # the poison is real: the target-test metrics (which read target labels) moved, and
     # where the oracle reads target labels, they differ
     assert results[0][-1]["target_acc"] != results[1][-1]["target_acc"]
-    oracle = [build_data(load_config(CONFIGS, _small(f, tmp_path, "oracle", "data.target_labeled=true")).data)
+    oracle = [build_data(load_config(CONFIGS, tiny_rebar3d_overrides(f, tmp_path, "oracle", "data.target_labeled=true")).data)
               for f in (clean, poisoned)]
     a, b = (o.source_train.scenes[0].labels for o in oracle)
     assert a.shape == b.shape and (a != b).mean() > 0.5

@@ -21,6 +21,7 @@ from da.runs import load_trained
 from da.train import train
 from data_tools.io import read_cloud
 from data_tools.target_dataset import build_rebar3d, simulate_source, simulated_source_dir
+from tests.conftest import tiny_rebar3d_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = [REPO / "experiments/configs/rebar3d.yaml", REPO / "experiments/configs/rebar3d_pointnet.yaml"]
@@ -31,14 +32,6 @@ def r3d(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rebar3d_adapt") / "ds"
     return build_rebar3d(out, scenes=5, mode="fast", preset="typical", seed=2, density=4000,
                          progress=False, image_size=(256, 192), n_views=5, elements=["column", "beam"])
-
-
-def _small(folder: Path, tmp: Path, name: str, *extra: str) -> list[str]:
-    return [f"data.path={folder}", f"data.root={tmp}", "data.num_points=256", "data.voxel=0.02",
-            "data.shape_radii=[0.04]", "model.local=[16,32]", "model.global_width=32",
-            "model.fuse=[32,16]", "model.head_hidden=[16]", "train.progress_bar=false",
-            "train.embedding_samples=0", "train.batch_size=2", "train.log_every=2",
-            f"run_dir={tmp / name}", *extra]
 
 
 def test_simulated_source_carries_cage_labels(r3d, tmp_path):
@@ -63,16 +56,16 @@ def test_simulated_source_carries_cage_labels(r3d, tmp_path):
     again = simulate_source(r3d, "typical", progress=False)  # deterministic (same capture rng)
     assert np.array_equal(read_cloud(again / entries[-1]["file"]).xyz, last.xyz)
 
-    plain = build_data(load_config(CONFIGS, _small(r3d, tmp_path, "a")).data)
-    both = build_data(load_config(CONFIGS, _small(r3d, tmp_path, "b", "data.simulated_source=typical")).data)
+    plain = build_data(load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "a")).data)
+    both = build_data(load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "b", "data.simulated_source=typical")).data)
     assert len(both.source_train.scenes) == 2 * len(plain.source_train.scenes)
     assert len(both.source_train) > len(plain.source_train)  # more training columns
     assert len(both.target_train) == len(plain.target_train)
     with pytest.raises(ConfigError, match="simulated_source"):
-        load_config(CONFIGS, _small(r3d, tmp_path, "c", "data.simulated_source=typical",
+        load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "c", "data.simulated_source=typical",
                                     "data.target_labeled=true"))
     with pytest.raises(ConfigError, match="simulated_source"):
-        load_config(CONFIGS, _small(r3d, tmp_path, "c", "data.simulated_source=wet"))
+        load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "c", "data.simulated_source=wet"))
 
 
 def _bn_net() -> tuple[nn.Module, nn.Module]:
@@ -156,10 +149,10 @@ def test_self_training_teacher_starts_as_student_and_follows_by_ema():
 
 def test_adabn_and_self_training_runs_start_from_a_source_run(r3d, tmp_path):
     steps = ["train.steps=4", "train.eval_every=4", "train.checkpoint_every=2"]
-    source = train(load_config(CONFIGS, _small(r3d, tmp_path, "src", *steps)))
+    source = train(load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "src", *steps)))
     src_state = checkpoint.load(source / "checkpoints" / "last.pt")["model"]
 
-    adabn = train(load_config(CONFIGS, _small(r3d, tmp_path, "adabn", *steps, "algorithm.name=adabn",
+    adabn = train(load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "adabn", *steps, "algorithm.name=adabn",
                                               f"train.init_from={source}")))
     assert json.loads((adabn / "provenance.json").read_text())["init_from"].endswith("last.pt")
     assert (adabn / "done").exists()
@@ -170,7 +163,7 @@ def test_adabn_and_self_training_runs_start_from_a_source_run(r3d, tmp_path):
 
     from da.train import Trainer
 
-    st_cfg = load_config(CONFIGS, _small(r3d, tmp_path, "st", *steps, "algorithm.name=self_training",
+    st_cfg = load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "st", *steps, "algorithm.name=self_training",
                                          f"train.init_from={source}"))
     Trainer(st_cfg).fit(stop_after=3)  # killed: resumes from its own step-2 checkpoint
     st = train(st_cfg)
@@ -188,11 +181,11 @@ def test_adabn_starts_from_a_dann_or_self_training_run(r3d, tmp_path):
     steps = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2"]
     for name, extra, part in [("dann", ["algorithm.name=dann"], None),
                               ("st", ["algorithm.name=self_training"], "teacher")]:
-        run = train(load_config(CONFIGS, _small(r3d, tmp_path, name, *steps, *extra)))
+        run = train(load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, name, *steps, *extra)))
         state = checkpoint.load(run / "checkpoints" / "last.pt")["model"]
         own = {k.split(".", 1)[0] for k in state} - {"feature_extractor", "task_head"}
         assert own  # the run really holds more than the model
-        adabn = train(load_config(CONFIGS, _small(r3d, tmp_path, f"{name}_adabn", *steps,
+        adabn = train(load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, f"{name}_adabn", *steps,
                                                   "algorithm.name=adabn", f"train.init_from={run}")))
         prov = json.loads((adabn / "provenance.json").read_text())
         assert sorted(prov["init_from_left_out"]) == sorted(own)
@@ -204,12 +197,12 @@ def test_adabn_starts_from_a_dann_or_self_training_run(r3d, tmp_path):
 
 def test_init_from_refuses_what_does_not_fit(r3d, tmp_path):
     steps = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2"]
-    source = train(load_config(CONFIGS, _small(r3d, tmp_path, "src2", *steps)))
-    other = load_config(CONFIGS, _small(r3d, tmp_path, "wide", *steps, "model.local=[16,48]",
+    source = train(load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "src2", *steps)))
+    other = load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "wide", *steps, "model.local=[16,48]",
                                         f"train.init_from={source}"))
     with pytest.raises(ValueError, match="does not fit"):
         train(other)
-    missing = load_config(CONFIGS, _small(r3d, tmp_path, "gone", *steps,
+    missing = load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "gone", *steps,
                                           f"train.init_from={tmp_path / 'nowhere'}"))
     with pytest.raises(FileNotFoundError, match="nowhere"):
         train(missing)
@@ -221,7 +214,7 @@ def test_dev_validator_scores_point_cloud_runs(r3d, tmp_path):
     from da.validation import validate_run
 
     steps = ["train.steps=6", "train.eval_every=6", "train.checkpoint_every=6"]
-    good = train(load_config(CONFIGS, _small(r3d, tmp_path, "dev_good", *steps)))
+    good = train(load_config(CONFIGS, tiny_rebar3d_overrides(r3d, tmp_path, "dev_good", *steps)))
     score = validate_run(good, "dev")
     assert np.isfinite(score["score"]) and score["weight_mean"] > 0
     # the same run with its last layer's logits negated: confidently wrong on source_val
