@@ -53,3 +53,20 @@ def test_isolated_points_have_no_shape_and_bad_input_is_refused():
         local_shape(np.array([[0, 0, np.nan]]), RADII)
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         local_shape(np.zeros((4, 2)), RADII)
+
+
+def test_the_same_features_on_one_thread_and_on_several():
+    # chunks of the cloud run on torch's threads and write disjoint rows: bit-identical
+    import torch
+
+    rng = np.random.default_rng(0)
+    xyz = rng.random((30_000, 3)) * [1.0, 1.0, 2.0]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = local_shape(xyz, (0.04, 0.08), min_cell=0.01)
+        torch.set_num_threads(3)
+        several = local_shape(xyz, (0.04, 0.08), min_cell=0.01)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one, several)

@@ -25,7 +25,10 @@ cell. This keeps a 20 M-point scene linear in points and the per-radius work bou
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 
 from data_tools.voxel_keys import group_cells
@@ -37,17 +40,35 @@ DEFAULT_RADII = (0.02, 0.04, 0.08, 0.16)
 def _covariance_features(cells: np.ndarray, radius: float, k: int,
                          chunk: int = 65536) -> np.ndarray:
     """(m, 7) features of the cell centroids `cells` (m, 3) at `radius`, computed `chunk`
-    query cells at a time so the (chunk, k) neighbour arrays bound the memory."""
+    query cells at a time so the (chunk, k) neighbour arrays bound the memory.
+
+    Chunks run on torch's thread count (what `torch.set_num_threads` / OMP_NUM_THREADS
+    say), each chunk's query single-threaded: numpy and the k-d tree release the GIL, so
+    the covariances, not only the queries, use every thread. Chunks write disjoint rows,
+    so the result does not depend on the thread count."""
     m = len(cells)
     k = min(k, m)
     tree = cKDTree(cells)
     out = np.empty((m, CHANNELS_PER_RADIUS), np.float32)
-    for start in range(0, m, chunk):
+
+    def one(start: int) -> None:
         query = cells[start:start + chunk]
-        dist, idx = tree.query(query, k=k, distance_upper_bound=radius, workers=-1)
+        dist, idx = tree.query(query, k=k, distance_upper_bound=radius, workers=1)
         if k == 1:
             dist, idx = dist[:, None], idx[:, None]
         out[start:start + chunk] = _features(cells, query, np.isfinite(dist), idx)
+
+    threads = max(1, torch.get_num_threads())
+    if threads > 1:  # a few chunks per thread, so that none waits on the last big one
+        chunk = max(4096, min(chunk, -(-m // (4 * threads))))
+    starts = range(0, m, chunk)
+    threads = min(threads, len(starts))
+    if threads <= 1:
+        for start in starts:
+            one(start)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, starts))  # list(): re-raise a chunk's exception here
     return out
 
 
