@@ -33,6 +33,10 @@ def tiny2d(tmp_path_factory):
             "data.size=[96,96]", "data.views=2", "data.crop=64", "data.augment=true"]
 
 
+# The configs the tiny rebar3d overrides go with: a small PointNet on top of the 3D defaults.
+TINY_REBAR3D_CONFIGS = [REPO / "experiments/configs/rebar3d.yaml", REPO / "experiments/configs/rebar3d_pointnet.yaml"]
+
+
 def tiny_rebar3d_overrides(folder: Path, tmp: Path, name: str, *extra: str) -> list[str]:
     """Overrides that make a rebar3d run on a tiny dataset `folder` take seconds: 256-point
     blocks, 2 cm voxels, one shape radius, a small PointNet (rebar3d_pointnet.yaml)."""

@@ -21,10 +21,10 @@ from da.runs import load_trained
 from da.train import train
 from data_tools.io import read_cloud
 from data_tools.target_dataset import build_rebar3d, simulate_source, simulated_source_dir
-from tests.conftest import tiny_rebar3d_overrides
+from tests.conftest import TINY_REBAR3D_CONFIGS, tiny_rebar3d_overrides
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = [REPO / "experiments/configs/rebar3d.yaml", REPO / "experiments/configs/rebar3d_pointnet.yaml"]
+CONFIGS = TINY_REBAR3D_CONFIGS
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,8 @@ from data_tools.target_dataset import (
     simulation_record,
     split_sizes,
 )
-from tests.test_rebar3d_adaptation import CONFIGS, _small
+from tests.conftest import TINY_REBAR3D_CONFIGS as CONFIGS
+from tests.conftest import tiny_rebar3d_overrides
 
 SMALL = (320, 240)  # fast mode at small images: a scene in well under a second
 
@@ -212,7 +213,7 @@ def test_simulated_source_manifests_mark_the_calibrated_presets():
 def test_randomised_simulation_draws_each_scene_its_own_parameters(fast_ds, tmp_path):
     ds = tmp_path / "ds"
     shutil.copytree(fast_ds, ds)  # fast_ds is shared, and other tests list its files
-    data = build_data(load_config(CONFIGS, _small(ds, tmp_path, "b", "data.simulated_source=randomised")).data)
+    data = build_data(load_config(CONFIGS, tiny_rebar3d_overrides(ds, tmp_path, "b", "data.simulated_source=randomised")).data)
     sim = simulated_source_dir(ds, RANDOMISED)
     assert sim.name == "simulated_source-fast-randomised"
     manifest = json.loads((sim / "manifest.json").read_text())
@@ -237,9 +238,9 @@ def test_randomised_simulation_draws_each_scene_its_own_parameters(fast_ds, tmp_
     (sim / "manifest.json").write_text(json.dumps(manifest))
     assert not randomised_is_current(ds)
     with pytest.raises(DatasetFileError, match="other ranges"):
-        build_data(load_config(CONFIGS, _small(ds, tmp_path, "c", "data.simulated_source=randomised")).data)
+        build_data(load_config(CONFIGS, tiny_rebar3d_overrides(ds, tmp_path, "c", "data.simulated_source=randomised")).data)
     with pytest.raises(ConfigError, match="simulated_source"):
-        load_config(CONFIGS, _small(ds, tmp_path, "d", "data.simulated_source=randomised",
+        load_config(CONFIGS, tiny_rebar3d_overrides(ds, tmp_path, "d", "data.simulated_source=randomised",
                                     "data.target_labeled=true"))
 
 
