@@ -20,6 +20,18 @@ def feature_rows(features: torch.Tensor) -> torch.Tensor:
     return features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])
 
 
+def sample_rows(features: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(M, C) rows of `features` (see feature_rows), a random n of them when 0 < n < M
+    (0 = all). generator: a CPU generator to draw them from (e.g. a resumable per-step one);
+    None draws from the global stream on the features' device."""
+    rows = feature_rows(features)
+    if 0 < n < len(rows):
+        perm = (torch.randperm(len(rows), device=rows.device) if generator is None
+                else torch.randperm(len(rows), generator=generator).to(rows.device))
+        rows = rows[perm[:n]]
+    return rows
+
+
 class DomainAdversarialLoss(nn.Module):
     """BCE of a domain classifier behind a gradient reversal layer.
 

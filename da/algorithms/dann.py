@@ -25,7 +25,7 @@ import torch
 
 from da.algorithms.base import ALGORITHMS, Algorithm, concat_batches
 from da.config_schema import AlgorithmConfig
-from da.domain_loss import DomainAdversarialLoss, feature_rows
+from da.domain_loss import DomainAdversarialLoss, sample_rows
 from da.grl import LAMBDA_SCHEDULES
 from da.models.domain import DomainClassifier
 from da.registry import register
@@ -100,11 +100,7 @@ class DANN(Algorithm):
         return both[:n], both[n:]
 
     def _rows(self, f: torch.Tensor) -> torch.Tensor:
-        rows = feature_rows(f)
-        n = self.cfg.domain_rows
-        if 0 < n < len(rows):
-            rows = rows[torch.randperm(len(rows), device=rows.device)[:n]]
-        return rows
+        return sample_rows(f, self.cfg.domain_rows)
 
     def _pooled(self, f: torch.Tensor) -> torch.Tensor:
         if f.dim() == 2:

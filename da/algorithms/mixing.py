@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from da.algorithms.base import ALGORITHMS, IGNORE_INDEX
 from da.algorithms.self_training import SelfTraining, pseudo_labels
 from da.config_schema import AlgorithmConfig
-from da.domain_loss import DomainAdversarialLoss, feature_rows
+from da.domain_loss import DomainAdversarialLoss, sample_rows
 from da.grl import LAMBDA_SCHEDULES
 from da.models.domain import DomainClassifier
 from da.registry import register
@@ -215,15 +215,9 @@ class CosMix(SelfTraining):
     def _domain(self, f_s: torch.Tensor, target: Batch, progress: float,
                 generator: torch.Generator) -> dict[str, torch.Tensor]:
         lam = self.cfg.lambda_max * LAMBDA_SCHEDULES[self.cfg.lambda_schedule](progress, gamma=self.cfg.gamma)
-        rows = [self._rows(f, generator) for f in (f_s, self.features(target))]
+        rows = [sample_rows(f, self.cfg.domain_rows, generator) for f in (f_s, self.features(target))]
         loss, acc = self.domain_loss(rows[0], rows[1], lam)
         return {"domain": loss, "domain_acc": acc, "lambda": torch.tensor(lam)}
-
-    def _rows(self, f: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        rows, n = feature_rows(f), self.cfg.domain_rows
-        if 0 < n < len(rows):  # as DANN's domain_rows, from this step's generator
-            rows = rows[torch.randperm(len(rows), generator=generator)[:n].to(rows.device)]
-        return rows
 
     def losses(self, source, target, progress):
         self._update_teacher()
