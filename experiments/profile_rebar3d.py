@@ -50,7 +50,8 @@ from data_tools.splits import read_manifest  # noqa: E402
 
 CONFIGS = [REPO / "experiments/configs/rebar3d.yaml", REPO / "experiments/configs/rebar3d_dann.yaml"]
 # name -> (model overrides, whether grid cells are grouped the old way)
-VARIANTS = {"before": ([], True), "exact": ([], False), "pointwise": (["model.sa_mode=pointwise"], False)}
+VARIANTS = {"before": (["model.sa_mode=grouped"], True), "exact": (["model.sa_mode=grouped"], False),
+            "pointwise": (["model.sa_mode=pointwise"], False)}
 
 
 def _rows_unique(cells: np.ndarray):
