@@ -46,6 +46,28 @@ def gap_closed(rows: list[dict], primary: str) -> None:
             r["gap_closed"] = (r["metrics"][primary]["mean"] - lo) / (hi - lo)
 
 
+def score_target_rank_correlation(rep: dict, validator: str) -> float | None:
+    """Spearman correlation of a validator's score with the target metric over every trained
+    (grid point, seed) run: +1 means the validator ranks runs as target labels would. It says
+    whether a validator failed by noise (near 0) or by preferring the wrong runs (negative)."""
+    scores = np.concatenate([g["scores"][validator]["values"] for g in rep["grid"]])
+    target = np.concatenate([g["target"]["values"] for g in rep["grid"]])
+    if len(scores) < 3 or np.ptp(scores) == 0 or np.ptp(target) == 0:
+        return None
+    return float(np.corrcoef(_ranks(scores), _ranks(target))[0, 1])
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks with ties given their mean rank (as Spearman's coefficient needs)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values), dtype=float)
+    for v in np.unique(values):
+        tied = values == v
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
 def selection_markdown(reports: list[dict], primary: str) -> list[str]:
     lines = []
     for rep in reports:
@@ -71,6 +93,11 @@ def selection_markdown(reports: list[dict], primary: str) -> list[str]:
                          for v in vs]
         lines.append("- target labels would pick: " + ", ".join(
             f"{s}: {p.split('[', 1)[-1].rstrip(']')}" for s, p in rep["picks"][TARGET_PICK].items()))
+        runs = sum(len(g["target"]["values"]) for g in rep["grid"])
+        rhos = {v: score_target_rank_correlation(rep, v) for v in vs}
+        lines.append(f"- rank correlation (Spearman) of each validator's score with target {primary} over "
+                     f"the {runs} runs: " + ", ".join(
+                         f"{v} {'n/a' if r is None else f'{r:+.2f}'}" for v, r in rhos.items()))
     return lines
 
 

@@ -319,3 +319,22 @@ def test_rows_from_target_calibrated_simulation_are_marked():
     md = to_markdown({"table": "t", "profile": "p", "command": "c", "git_commit": "g", "machine": "m",
                       "seeds": [0], "rows": rows, "primary_metric": "target_miou"}, ["target_miou"])
     assert "| sim (target-calibrated) |" in md and "| plain |" in md and "FITTED to the target" in md
+
+
+def test_validator_rank_correlation_reads_every_run_and_its_sign():
+    from da.table_report import score_target_rank_correlation
+
+    def report(scores, target):
+        # two grid points x 3 seeds, values listed per seed as the selection report stores them
+        return {"grid": [{"scores": {"v": {"values": scores[:3]}}, "target": {"values": target[:3]}},
+                         {"scores": {"v": {"values": scores[3:]}}, "target": {"values": target[3:]}}]}
+
+    target = [0.60, 0.62, 0.61, 0.80, 0.85, 0.83]
+    assert score_target_rank_correlation(report([1, 3, 2, 4, 6, 5], target), "v") == pytest.approx(1.0)
+    assert score_target_rank_correlation(report([6, 4, 5, 3, 1, 2], target), "v") == pytest.approx(-1.0)
+    # ties share their mean rank: the same as scipy's Spearman coefficient
+    from scipy.stats import spearmanr
+    tied = [1, 1, 2, 3, 3, 0]
+    assert score_target_rank_correlation(report(tied, target), "v") == pytest.approx(
+        spearmanr(tied, target).statistic)
+    assert score_target_rank_correlation(report([2] * 6, target), "v") is None
