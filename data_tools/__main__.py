@@ -9,9 +9,10 @@
     python -m data_tools site3d --source MODELS... --target CLOUDS... [--target-test CLOUDS...]
         --out data/my_site [--units mm | --scale S] [--up auto|x|y|z|X,Y,Z | --transform M.txt]
         [--val-fraction 0.2] [--seed 0] [--density 20000]
-    python -m data_tools rebar3d --out data/rebar3d --scenes 40 --mode mvs|fast
+    python -m data_tools rebar3d --out data/rebar3d --scenes 40 --mode mvs|fast|sfm|sfm_true_poses
         --preset typical [--capture noon] --seed 0 [--density 20000] [--image-size W H]
         [--views N] [--elements column beam ...] [--similarity]
+        [--walk walk_around|walk_around_two_heights] [--colmap-threads 1]   (sfm modes)
 
 Bad input (missing or corrupt file, a cloud without the asked-for colours) prints
 ``error: <message>`` on stderr and exits with code 2.
@@ -76,11 +77,14 @@ def cmd_rebar3d(args: argparse.Namespace) -> int:
                + (f" --image-size {args.image_size[0]} {args.image_size[1]}" if args.image_size else "")
                + (f" --views {args.views}" if args.views else "")
                + (f" --elements {' '.join(args.elements)}" if args.elements else "")
-               + (" --similarity" if args.similarity else ""))
+               + (" --similarity" if args.similarity else "")
+               + (f" --walk {args.walk} --colmap-threads {args.colmap_threads}"
+                  if args.mode.startswith("sfm") else ""))
     out = build_rebar3d(args.out, args.scenes, args.mode, args.preset, args.seed, args.density,
                         args.elements, args.similarity, progress=not args.no_progress,
                         image_size=tuple(args.image_size) if args.image_size else None,
-                        n_views=args.views, capture=args.capture, command=command)
+                        n_views=args.views, capture=args.capture, command=command, walk=args.walk,
+                        colmap_threads=args.colmap_threads)
     manifest = json.loads((out / "manifest.json").read_text())
     sizes = ", ".join(f"{k} {v}" for k, v in manifest["split_sizes"].items())
     print(f"wrote {args.scenes} scenes ({sizes}) to {out}")
@@ -172,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("rebar3d", help="split 3D dataset: labelled source clouds, reconstructed target clouds")
     p.add_argument("--out", type=Path, required=True, help="dataset folder to write (replaced)")
     p.add_argument("--scenes", type=int, default=40, help="scenes over all splits (>= 4)")
-    p.add_argument("--mode", default="fast", help="target reconstruction: mvs (stereo matcher) or fast (artefact model)")
+    p.add_argument("--mode", default="fast",
+                   help="target reconstruction: mvs (stereo rig + matcher), fast (artefact model), sfm "
+                        "(walk-around photos -> COLMAP poses -> dense matching; needs `colmap`) or "
+                        "sfm_true_poses (the same photos and dense step on the renderer's poses)")
     p.add_argument("--preset", default="typical", help="reconstruction preset: mild, typical, harsh")
     from data_tools.render import PRESETS as CAPTURE_PRESETS
 
@@ -188,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="element types to draw from (default: all)")
     p.add_argument("--similarity", action="store_true",
                    help="give each target cloud a random similarity transform (recorded in the manifest)")
+    from data_tools.walk_around import WALK_AROUND_PRESETS
+
+    p.add_argument("--walk", choices=list(WALK_AROUND_PRESETS), default="walk_around",
+                   help="sfm modes: the walk-around capture (--views sets its photos per loop)")
+    p.add_argument("--colmap-threads", type=int, default=1, help="sfm mode: threads COLMAP may use")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_rebar3d)
 
@@ -236,11 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_site3d)
 
     args = parser.parse_args(argv)
+    from data_tools.colmap_sfm import ColmapError
     from data_tools.splits import DatasetFileError
 
     try:
         return args.fn(args)
-    except (DatasetFileError, ValueError) as exc:  # DatasetFileError is a ValueError; named for clarity
+    except (DatasetFileError, ValueError, ColmapError) as exc:  # DatasetFileError is a ValueError; named for clarity
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

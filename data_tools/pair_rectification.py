@@ -102,6 +102,12 @@ def _disparity(pair: RectifiedPair, sgbm: SGBMParams, near: float, far: float) -
     fb = pair.K[0, 0] * pair.baseline
     d_min = int(math.floor(fb / far))
     num = max(16, int(math.ceil((fb / near - d_min) / 16.0)) * 16)  # OpenCV: a multiple of 16
+    # SGBM needs the search to fit in the image: a wide baseline at a small image size gives
+    # up the nearest depths rather than fail.
+    width = pair.left.shape[1]
+    num = min(num, (width - d_min - sgbm.block_size // 2 - 1) // 16 * 16)
+    if num < 16:
+        return np.full(pair.left.shape[:2], np.nan, np.float32), fb
     matcher = cv2.StereoSGBM_create(
         minDisparity=d_min, numDisparities=num, blockSize=sgbm.block_size,
         P1=sgbm.p1_factor * sgbm.block_size ** 2, P2=sgbm.p2_factor * sgbm.block_size ** 2,

@@ -47,7 +47,7 @@ from data_tools.render import (
 
 __all__ = ["IGNORE", "RECONSTRUCTION_PRESETS", "CaptureTruth", "ReconstructionPreset",
            "ReconstructionStats", "SGBMParams", "Similarity", "StereoView", "Timings", "capture",
-           "disparity_to_depth", "label_by_nearest_surface", "reconstruct_mvs",
+           "disparity_to_depth", "fuse_depth_maps", "label_by_nearest_surface", "reconstruct_mvs",
            "reconstruction_stats", "similarity_transform", "stereo_depth"]
 
 IGNORE = 255  # label of points farther than max_distance from every surface
@@ -290,17 +290,26 @@ def reconstruct_mvs(views: list[StereoView], preset: ReconstructionPreset,
         depths.append(stereo_depth(view, preset))
         timings.matching_s.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    cams = [v.camera for v in views]
+    cloud = fuse_depth_maps(depths, [v.camera for v in views], [v.left_rgb for v in views],
+                            preset.fusion_tolerance, preset.min_views, preset.voxel_size)
+    timings.fusion_s = time.perf_counter() - t0
+    return cloud
+
+
+def fuse_depth_maps(depths: list[np.ndarray], cameras: list[Camera], images: list[np.ndarray],
+                    tolerance: float, min_views: int, voxel_size: float) -> PointCloud:
+    """Multi-view consistent fusion: a pixel's point survives where at least `min_views` - 1
+    other depth maps see it at their own depth (relative `tolerance`); survivors are merged
+    on a voxel grid of `voxel_size` (the poses' units). xyz + rgb, no labels."""
     kept_xyz, kept_rgb = [], []
-    for i, (view, depth) in enumerate(zip(views, depths)):
-        xyz, pix = _backproject(depth, view.camera)
-        ok = _agreeing_views(xyz, i, depths, cams, preset.fusion_tolerance) >= preset.min_views - 1
+    for i, (image, depth) in enumerate(zip(images, depths)):
+        xyz, pix = _backproject(depth, cameras[i])
+        ok = _agreeing_views(xyz, i, depths, cameras, tolerance) >= min_views - 1
         kept_xyz.append(xyz[ok])
-        kept_rgb.append(view.left_rgb.reshape(-1, 3)[pix[ok]])
+        kept_rgb.append(image.reshape(-1, 3)[pix[ok]])
     xyz, rgb = np.concatenate(kept_xyz), np.concatenate(kept_rgb).astype(np.float64)
     if len(xyz):
-        xyz, rgb = _voxel_merge(xyz, rgb, preset.voxel_size)
-    timings.fusion_s = time.perf_counter() - t0
+        xyz, rgb = _voxel_merge(xyz, rgb, voxel_size)
     return PointCloud(xyz=xyz.astype(np.float32), rgb=np.clip(rgb, 0, 1).astype(np.float32))
 
 

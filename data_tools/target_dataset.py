@@ -76,6 +76,7 @@ from data_tools.artefact_model import (
 )
 from data_tools.artefact_ranges import RANDOMISED, SIMULATED_SOURCES, draw_params, ranges_record
 from data_tools.atomic import atomic_folder
+from data_tools.colmap_sfm import ColmapNotFound, ColmapSettings, colmap_executable
 from data_tools.io import PointCloud, write_cloud
 from data_tools.photogrammetry import (
     IGNORE,
@@ -92,7 +93,9 @@ from data_tools.rebar.generate import _json_default
 from data_tools.rebar.mesh import scene_to_mesh
 from data_tools.rebar.model import ROLE_LABEL
 from data_tools.rebar.sampling import sample_surface
+from data_tools.sfm_target import SFM_MODES, write_sfm_target_scene
 from data_tools.splits import DatasetFileError, read_manifest
+from data_tools.walk_around import WALK_AROUND_PRESETS, WalkAround
 
 __all__ = ["CROP_MARGIN", "MODES", "ORACLE_LABELS", "PARAMS_STREAM", "SPLITS", "build_rebar3d",
            "draw_split_scenes", "randomised_is_current", "reconstruction_setup", "scene_artefact_params",
@@ -100,7 +103,7 @@ __all__ = ["CROP_MARGIN", "MODES", "ORACLE_LABELS", "PARAMS_STREAM", "SPLITS", "
            "simulated_source_dir", "simulation_record", "split_sizes", "target_cloud"]
 
 SPLITS = ("source_train", "source_val", "target_train", "target_test")
-MODES = ("mvs", "fast")
+MODES = ("mvs", "fast", "sfm", "sfm_true_poses")
 CROP_MARGIN = 0.3  # m round the element's bounds kept in target clouds
 ORACLE_LABELS = "oracle_labels"  # folder of target_train ground truth, for the oracle only
 MIN_SCENES = 4
@@ -172,7 +175,8 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
                   similarity: bool = False, progress: bool = True,
                   image_size: tuple[int, int] | None = None, n_views: int | None = None,
                   capture: str = "noon", label_distance: float = 0.02,
-                  command: str | None = None) -> Path:
+                  command: str | None = None, walk: str = "walk_around",
+                  colmap_threads: int = 1) -> Path:
     """Write the split dataset into `out_dir` (replaced if it exists); returns the folder.
 
     mode: "mvs" (rendered stereo pairs + StereoSGBM + fusion) or "fast" (artefact model).
@@ -182,6 +186,9 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
     n_views: override the preset's number of camera positions (quick runs).
     capture: a key of ``render.PRESETS`` (light and, for close_low / far_high, the camera
     ring); each scene's texture seed is its scene seed.
+    mode "sfm" / "sfm_true_poses" (``data_tools.sfm_target``): a walk-around capture (`walk`,
+    a key of ``WALK_AROUND_PRESETS``; n_views = photos per loop) reconstructed by COLMAP
+    (`colmap_threads`) + rectified pairs + fusion, or the same dense step on the true poses.
     """
     elements = list(elements or ELEMENTS)
     unknown = [e for e in elements if e not in ELEMENTS]
@@ -199,6 +206,7 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
         raise ValueError(f"image size must be two numbers >= 16 (W H), got {image_size}")
     if n_views is not None and n_views < 2:
         raise ValueError(f"need at least 2 views (the fusion needs two that agree), got {n_views}")
+    sfm = _sfm_setup(mode, walk, n_views, colmap_threads, similarity)
     sizes = split_sizes(scenes)
     recon = reconstruction_setup(preset, capture, image_size, n_views)
     drawn = draw_split_scenes(seed, sizes, elements)
@@ -217,10 +225,14 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
             if split.startswith("source"):
                 entry = _source_scene(folder, i, element, scene_seed, density)
             else:
-                entry = write_target_scene(folder, i, element, scene_seed, mode, recon, preset,
-                                      capture, similarity, label_distance,
-                                      labels_dir={"target_test": folder,
-                                                  "target_train": tmp / ORACLE_LABELS}[split])
+                labels_dir = {"target_test": folder, "target_train": tmp / ORACLE_LABELS}[split]
+                if sfm is None:
+                    entry = write_target_scene(folder, i, element, scene_seed, mode, recon, preset,
+                                               capture, similarity, label_distance, labels_dir)
+                else:
+                    entry = write_sfm_target_scene(folder, i, element, scene_seed, mode, recon,
+                                                   capture, label_distance, labels_dir, *sfm,
+                                                   CROP_MARGIN)
             entries[split].append({"split": split, **entry})
         manifest = {
             "command": command, "seed": seed, "scenes": scenes, "mode": mode, "preset": preset,
@@ -234,8 +246,34 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
             "seconds": round(time.perf_counter() - t_start, 3),
             "splits": entries,
         }
+        if sfm is not None:  # mvs / fast manifests keep exactly their keys
+            manifest.update(walk=walk, walk_around=asdict(sfm[0]), colmap=asdict(sfm[1]))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
     return Path(out_dir)
+
+
+def _sfm_setup(mode: str, walk: str, n_views: int | None, threads: int,
+               similarity: bool) -> tuple[WalkAround, ColmapSettings] | None:
+    """(walk-around capture, COLMAP settings) of an sfm mode; None for mvs / fast. Checked
+    before anything is built: COLMAP missing is an error naming its package, not a crash
+    after the source scenes."""
+    if mode not in SFM_MODES:
+        return None
+    if walk not in WALK_AROUND_PRESETS:
+        raise ValueError(f"unknown walk-around preset {walk!r}; choose from {', '.join(WALK_AROUND_PRESETS)}")
+    if similarity:
+        raise ValueError("--similarity does not apply to the sfm modes: their clouds come in COLMAP's "
+                         "frame and are scaled and levelled by the preparation step")
+    if threads < 1:
+        raise ValueError(f"COLMAP threads must be >= 1, got {threads}")
+    try:
+        colmap_executable()
+    except ColmapNotFound as exc:
+        raise ValueError(str(exc)) from None
+    walk_around = WALK_AROUND_PRESETS[walk]
+    if n_views is not None:
+        walk_around = replace(walk_around, views_per_loop=int(n_views))
+    return walk_around, ColmapSettings(threads=threads)
 
 
 def _counts(labels: np.ndarray) -> dict[str, int]:
