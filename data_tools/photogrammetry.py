@@ -248,11 +248,13 @@ def _backproject(depth: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndar
 
 
 def _agreeing_views(xyz: np.ndarray, own: int, depths: list[np.ndarray],
-                    cameras: list[Camera], tolerance: float) -> np.ndarray:
-    """How many views other than `own` see each point at their own measured depth."""
+                    cameras: list[Camera], tolerance: float,
+                    candidates: list[int] | None = None) -> np.ndarray:
+    """How many views other than `own` (among `candidates`, default all) see each point at
+    their own measured depth."""
     count = np.zeros(len(xyz), np.int32)
     for j, (dj, cam) in enumerate(zip(depths, cameras)):
-        if j == own:
+        if j == own or (candidates is not None and j not in candidates):
             continue
         uv, z = cam.project(xyz)
         u, v = np.rint(uv[:, 0]), np.rint(uv[:, 1])
@@ -297,14 +299,25 @@ def reconstruct_mvs(views: list[StereoView], preset: ReconstructionPreset,
 
 
 def fuse_depth_maps(depths: list[np.ndarray], cameras: list[Camera], images: list[np.ndarray],
-                    tolerance: float, min_views: int, voxel_size: float) -> PointCloud:
+                    tolerance: float, min_views: int, voxel_size: float,
+                    neighbours: int | None = None) -> PointCloud:
     """Multi-view consistent fusion: a pixel's point survives where at least `min_views` - 1
     other depth maps see it at their own depth (relative `tolerance`); survivors are merged
-    on a voxel grid of `voxel_size` (the poses' units). xyz + rgb, no labels."""
+    on a voxel grid of `voxel_size` (the poses' units). xyz + rgb, no labels.
+
+    `neighbours`: check each view against only that many other views, the nearest camera
+    centres (None: all). A walk of 72 photos would otherwise cost 72 x 71 reprojections,
+    and a view from across the cage, seeing its back through the bars, is no confirmation.
+    """
+    centres = np.array([cam.center for cam in cameras])
     kept_xyz, kept_rgb = [], []
     for i, (image, depth) in enumerate(zip(images, depths)):
         xyz, pix = _backproject(depth, cameras[i])
-        ok = _agreeing_views(xyz, i, depths, cameras, tolerance) >= min_views - 1
+        near = None
+        if neighbours is not None:
+            order = np.argsort(np.linalg.norm(centres - centres[i], axis=1), kind="stable")
+            near = [int(j) for j in order if j != i][:neighbours]
+        ok = _agreeing_views(xyz, i, depths, cameras, tolerance, near) >= min_views - 1
         kept_xyz.append(xyz[ok])
         kept_rgb.append(image.reshape(-1, 3)[pix[ok]])
     xyz, rgb = np.concatenate(kept_xyz), np.concatenate(kept_rgb).astype(np.float64)

@@ -16,7 +16,8 @@ comes from the cameras, the same rule for both: the scene centre is the point cl
 all optical axes (the photographer aimed at the cage), the working distance d the median
 distance of the cameras to it; depths are searched over ``preset.depth_range`` x d and
 the fused cloud is merged on voxels of ``preset.voxel_size`` x d / ``preset.distance``
-(the preset's voxel at the preset's distance).
+(the preset's voxel at the preset's distance). Fusion checks each depth map against its
+``FUSION_NEIGHBOURS`` nearest cameras, not all of them.
 
 ``camera_centre_errors`` is evaluation only: the similarity fit (``fit_similarity``) of
 the registered centres onto the renderer's, and each centre's distance after it.
@@ -44,8 +45,15 @@ from data_tools.render import Camera
 from data_tools.similarity_fit import fit_similarity
 from data_tools.walk_around import WalkCapture
 
-__all__ = ["DenseTimings", "SfmScene", "aim_point", "camera_centre_errors", "dense_cloud", "reconstruct_sfm",
+__all__ = ["FUSION_NEIGHBOURS", "DenseTimings", "SfmScene", "aim_point", "camera_centre_errors", "dense_cloud", "reconstruct_sfm",
            "stereo_partners"]
+
+
+# Views each depth map is checked against in the fusion: the nearest 8 camera centres (+-20
+# degrees of a 72-photo walk). Against all 71 others, fusion took 266 of a scene's 546 s at
+# 960 x 720; at 320 x 240 the nearest 8 keep 0.90 / 0.81 of the main / tie surface (all:
+# 0.96 / 0.91) with fewer stray points (0.56 of points off every surface, all: 0.63).
+FUSION_NEIGHBOURS = 8
 
 
 def aim_point(cameras: list[Camera]) -> np.ndarray:
@@ -89,7 +97,7 @@ def dense_cloud(images: list[np.ndarray], cameras: list[Camera], preset: Reconst
         timings.matching_s.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     cloud = fuse_depth_maps(depths, cameras, images, preset.fusion_tolerance, preset.min_views,
-                            preset.voxel_size * d / preset.distance)
+                            preset.voxel_size * d / preset.distance, FUSION_NEIGHBOURS)
     timings.fusion_s = time.perf_counter() - t0
     return cloud
 

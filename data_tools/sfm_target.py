@@ -110,7 +110,8 @@ def sfm_target_cloud(element: str, scene_seed: int, mode: str, recon: Reconstruc
         record.update(registered=len(sfm.registered), colmap_attempts=sfm.run.attempts,
                       camera_error_median=float(np.median(errors)), camera_error_max=float(errors.max()),
                       camera_errors=[round(float(e), 5) for e in errors], similarity_scale=sim.scale,
-                      focal_px=[round(float(c.fx), 2) for c in sfm.cameras if c is not None][:1])
+                      focal_px=round(float(next(c.fx for c in sfm.cameras if c is not None)), 2),
+                      focal_px_true=recon.focal_px)
     else:
         dense = DenseTimings()
         cloud = dense_cloud(capture.images, truth.cameras, recon, dense)

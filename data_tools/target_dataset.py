@@ -39,6 +39,16 @@ sampled with ``default_rng([scene_seed, 1])`` (as ``data_tools.cages``), the tar
 capture and reconstruction with ``default_rng([scene_seed, 2])``. Same arguments,
 byte-identical .ply and .npy files; only the manifest's timings differ.
 
+Modes ``sfm`` and ``sfm_true_poses`` (``data_tools.sfm_target``) photograph the same site
+walking round it with one camera (``walk``, a key of ``walk_around.WALK_AROUND_PRESETS``;
+``n_views`` = photos per loop); ``sfm`` lets COLMAP find the intrinsics and poses from the
+photos alone, ``sfm_true_poses`` (the control) uses the renderer's; both then match
+neighbouring photos densely, fuse, and prepare the cloud as a user's (reference length,
+levelling), so their clouds are in metres and upright but in COLMAP's azimuth and origin.
+Their manifest entries add views registered, camera-centre errors after the similarity
+fit, the preparation report, ``true_frame`` (written cloud -> true frame) and stage times;
+``similarity`` does not apply. COLMAP missing is an error naming its package.
+
 Capture (``capture``, a key of ``render.PRESETS``) is independent of the reconstruction
 preset: its appearance (light, sky, exposure) always applies, and where the capture
 preset moves the camera (close_low, far_high) its ring - distance, height, number of
