@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ from data_tools.io import PointCloud, write_cloud
 from data_tools.photogrammetry import ReconstructionPreset, Similarity, label_by_nearest_surface
 from data_tools.prepare import scale_from_reference
 from data_tools.rebar.cages import make_scene
-from data_tools.rebar.mesh import scene_to_mesh
+from data_tools.rebar.mesh import LabeledMesh, scene_to_mesh
 from data_tools.sfm_reconstruction import (
     DenseTimings,
     camera_centre_errors,
@@ -58,15 +58,15 @@ REFERENCE_PICK_STD = 0.003  # m per picked end of the reference length (clicking
 IDENTITY = Similarity(1.0, np.eye(3), np.zeros(3))
 
 
+@dataclass(eq=False)
 class SfmTargetScene:
     """What one sfm scene made: the prepared cloud and everything the manifest records."""
 
-    def __init__(self, cloud: PointCloud, true_xyz: np.ndarray, site, bounds, record: dict):
-        self.cloud = cloud  # prepared: metres, levelled, cropped
-        self.true_xyz = true_xyz  # the same points in the renderer's frame (evaluation only)
-        self.site = site
-        self.bounds = bounds
-        self.record = record
+    cloud: PointCloud  # prepared: metres, levelled, cropped
+    true_xyz: np.ndarray  # the same points in the renderer's frame (evaluation only)
+    site: LabeledMesh  # the scene's mesh with its site ground
+    bounds: tuple[np.ndarray, np.ndarray]  # the element's (lo, hi), true frame
+    record: dict  # registration, camera errors, preparation, timings (JSON-ready)
 
 
 def _reference_scale(sim: Similarity, lo: np.ndarray, hi: np.ndarray,
@@ -124,7 +124,7 @@ def sfm_target_cloud(element: str, scene_seed: int, mode: str, recon: Reconstruc
     t1 = time.perf_counter()
     scale = _reference_scale(sim, lo, hi, np.random.default_rng([scene_seed, 4]))
     prepared, report = prepare_site_cloud(cloud, Path(f"{element}-{scene_seed}"), scale, "auto", None)
-    true_frame = _true_frame(sim, scale, report_transform(report))
+    true_frame = _true_frame(sim, scale, _levelling_transform(report))
     true_xyz = true_frame.apply(prepared.xyz.astype(np.float64))
     keep = np.all((true_xyz >= lo - crop_margin) & (true_xyz <= hi + crop_margin), axis=1)
     prepared = PointCloud(prepared.xyz[keep], None if prepared.rgb is None else prepared.rgb[keep])
@@ -138,7 +138,7 @@ def sfm_target_cloud(element: str, scene_seed: int, mode: str, recon: Reconstruc
     return SfmTargetScene(prepared, true_xyz[keep], site, (lo, hi), record)
 
 
-def report_transform(report: dict) -> np.ndarray:
+def _levelling_transform(report: dict) -> np.ndarray:
     """The 4x4 levelling transform a ``prepare_site_cloud`` report records."""
     return np.asarray(report["levelling"]["transform"], np.float64)
 

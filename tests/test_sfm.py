@@ -195,3 +195,24 @@ def test_rectification_refuses_degenerate_pairs():
         rectify_pair(img, img, cam, cam)
     with pytest.raises(ValueError, match="one behind the other"):
         rectify_pair(img, img, cam, ahead)
+
+# ---------------------------------------------------------------------------- walk-around
+
+
+def test_walk_around_loops_heights_and_supersampling():
+    from data_tools.photogrammetry import RECONSTRUCTION_PRESETS
+    from data_tools.walk_around import WALK_AROUND_PRESETS, WalkAround, capture_walk_around
+
+    recon = RECONSTRUCTION_PRESETS["typical"].at_size(48, 36)
+    walk = WALK_AROUND_PRESETS["walk_around_two_heights"]
+    plane = _plane([0.0, 0.0, 1.0], [0.0, 0.0, 0.0])
+    lo, hi = np.array([-0.3, -0.3, 0.0]), np.array([0.3, 0.3, 1.0])
+    small = WalkAround(views_per_loop=6, height_offsets=walk.height_offsets, supersample=2)
+    cap, truth = capture_walk_around(plane, small, recon, Appearance(), np.random.default_rng(0), (lo, hi))
+    assert cap.loops == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]] and len(cap.images) == 12
+    assert cap.images[0].shape == (36, 48, 3) and truth.depth[0].shape == (36, 48)
+    heights = np.array([c.center[2] for c in truth.cameras])
+    # one loop 0.4 m under the preset's camera height, one 0.4 m over it (+- the 5 cm walk jitter)
+    assert np.all(np.abs(heights[:6] - (recon.camera_height - 0.4)) < 0.2)
+    assert np.all(np.abs(heights[6:] - (recon.camera_height + 0.4)) < 0.2)
+    assert walk.n_views == 96 and WALK_AROUND_PRESETS["walk_around"].n_views == 72
