@@ -69,3 +69,30 @@ def test_cli_refuses_bad_sfm_arguments(tmp_path, capsys, extra, message):
     rc = main(["rebar3d", "--out", str(tmp_path / "ds"), "--scenes", "4", "--mode", "sfm",
                "--no-progress", *extra])
     assert rc == 2 and message in capsys.readouterr().err
+
+
+def test_true_pose_control_through_build_rebar3d(tmp_path):
+    """The control goes through the dataset writer like any mode (no COLMAP needed): clouds
+    prepared as a user's, labels beside them, the manifest saying what was done."""
+    import json
+
+    from data_tools.io import read_cloud
+    from data_tools.target_dataset import build_rebar3d
+
+    out = build_rebar3d(tmp_path / "ds", scenes=4, mode="sfm_true_poses", preset="typical", seed=0,
+                        density=2000, progress=False, image_size=(160, 120), n_views=24,
+                        elements=["column"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["mode"] == "sfm_true_poses" and manifest["walk"] == "walk_around"
+    assert manifest["walk_around"]["views_per_loop"] == 24 and manifest["colmap"]["threads"] == 1
+    entry = manifest["splits"]["target_test"][0]
+    assert entry["views"] == entry["registered"] == 24 and "camera_error_median" not in entry
+    assert entry["preparation"].startswith("auto: up") and set(entry["true_frame"]) == {
+        "scale", "rotation", "translation"}
+    cloud = read_cloud(out / "target_test" / entry["file"])
+    labels = np.load(out / "target_test" / entry["labels_file"])
+    assert cloud.labels is None and len(labels) == len(cloud) > 1000
+    assert (out / "oracle_labels" / "scene_0000_labels.npy").is_file()
+    # true poses, so the reference length gives metres to within the picking error
+    assert entry["reference_scale"] == pytest.approx(1.0, abs=0.01)
+    assert abs(np.percentile(cloud.xyz[:, 2], 5)) < 0.1  # levelled: ground at z = 0
