@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -39,7 +40,7 @@ import numpy as np
 
 from data_tools.colmap_sfm import ColmapError, ColmapSettings
 from data_tools.io import PointCloud, write_cloud
-from data_tools.photogrammetry import label_by_nearest_surface, reconstruction_stats
+from data_tools.photogrammetry import Timings, label_by_nearest_surface, reconstruction_stats
 from data_tools.rebar.cages import ELEMENTS, make_scene
 from data_tools.rebar.mesh import scene_to_mesh
 from data_tools.sfm_target import SFM_MODES, sfm_target_cloud
@@ -74,10 +75,14 @@ def run_scene(args, mode: str, index: int, element: str, scene_seed: int, out: P
     t0 = time.perf_counter()
     try:
         if mode == "mvs":
-            cloud, site, (lo, hi) = target_cloud(element, scene_seed, "mvs", recon, args.preset, args.capture)
+            timings = Timings()
+            cloud, site, (lo, hi) = target_cloud(element, scene_seed, "mvs", recon, args.preset, args.capture,
+                                                 timings)
             keep = np.all((cloud.xyz >= lo - CROP_MARGIN) & (cloud.xyz <= hi + CROP_MARGIN), axis=1)
             cloud, true_xyz = PointCloud(cloud.xyz[keep], cloud.rgb[keep]), cloud.xyz[keep]
-            record.update(views=recon.n_views, registered=recon.n_views)
+            record.update(views=recon.n_views, registered=recon.n_views, seconds={
+                "dense_matching": round(sum(timings.matching_s), 3), "fusion": round(timings.fusion_s, 3),
+                "total": round(time.perf_counter() - t0, 3)})
         else:
             walk = WALK_AROUND_PRESETS[args.walk]
             if args.views:
@@ -104,16 +109,21 @@ def _fmt(v, scale=1.0, digits=2) -> str:
     return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v * scale:.{digits}f}"
 
 
-def report(records: list[dict], command: str, path: Path) -> None:
+def provenance() -> str:
+    """Commit (taken when the run starts: the code that ran), CPU model, load."""
     cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(
         ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), "?")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "data_tools", "experiments"],
+                           capture_output=True, text=True).stdout.strip()
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"Commit {commit}{' (data_tools/experiments modified)' if dirty else ''}; CPU {cpu}, "
+            f"{platform.machine()}, {os.cpu_count()} cores, load average at start {load}.")
+
+
+def report(records: list[dict], command: str, origin: str, path: Path) -> None:
     lines = [f"# Real-SfM scenes: {len(records)} scene runs", "",
-             f"Command: `{command}`", "",
-             f"Commit {commit}{' (dirty tree)' if dirty else ''}; CPU {cpu}, {platform.machine()}; "
-             f"COLMAP threads as given; other jobs may have shared the cores.", "",
+             f"Command: `{command}`", "", origin, "",
              "| mode | scene | element | registered | camera error median / max (mm) | seconds: render, "
              "SIFT, matching, mapping, dense, fusion, total | completeness bg / main / tie | accuracy "
              "median (mm) | thickening main / tie (mm) | outliers |",
@@ -164,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=None, help="markdown summary to write")
     args = parser.parse_args(argv)
     command = "python experiments/sfm_test_set.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    origin = provenance()
     scenes = draw_split_scenes(args.seed, {"target_test": args.scenes},
                                list(args.elements or ELEMENTS))["target_test"]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             records.append(record)
             records_path.write_text(json.dumps(records, indent=1, default=float))
             if args.report:
-                report(records, command, args.report)
+                report(records, command, origin, args.report)
     return 0
 
 
