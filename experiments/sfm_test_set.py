@@ -114,7 +114,7 @@ def provenance() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(
         ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), "?")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "data_tools", "experiments"],
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "data_tools", "experiments/*.py"],
                            capture_output=True, text=True).stdout.strip()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return (f"Commit {commit}{' (data_tools/experiments modified)' if dirty else ''}; CPU {cpu}, "
