@@ -346,10 +346,11 @@ def _map(exe: str, work: Path, settings: ColmapSettings, attempt: int, log: Path
 
 
 def run_colmap_sfm(images: list[np.ndarray], loops: list[list[int]], work_dir: str | Path,
-                   settings: ColmapSettings = ColmapSettings()) -> SfmRun:
+                   settings: ColmapSettings | None = None) -> SfmRun:
     """SfM of `images` (RGB floats in [0, 1], walking order given by `loops`) in `work_dir`
     (created; photos, database, models and colmap.log stay there for inspection)."""
     exe = colmap_executable()
+    settings = settings if settings is not None else ColmapSettings()
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     log = work / "colmap.log"
