@@ -249,7 +249,7 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
             "density": density, "elements": elements, "similarity": similarity,
             "capture": capture, "label_distance": label_distance,
             "crop_margin": CROP_MARGIN, "image_size": list(recon.image_size),
-            "n_views": recon.n_views, "split_sizes": sizes,
+            "n_views": recon.n_views if sfm is None else sfm[0].n_views, "split_sizes": sizes,
             "labels": {**{v: k for k, v in ROLE_LABEL.items()}, IGNORE: "ignore"},
             "reconstruction_preset": asdict(recon),
             "artefact_params": asdict(ARTEFACT_PRESETS[preset]) if mode == "fast" else None,
@@ -277,7 +277,8 @@ def _sfm_setup(mode: str, walk: str, n_views: int | None, threads: int,
     if threads < 1:
         raise ValueError(f"COLMAP threads must be >= 1, got {threads}")
     try:
-        colmap_executable()
+        if mode == "sfm":  # the true-pose control runs no SfM
+            colmap_executable()
     except ColmapNotFound as exc:
         raise ValueError(str(exc)) from None
     walk_around = WALK_AROUND_PRESETS[walk]

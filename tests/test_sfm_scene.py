@@ -71,7 +71,7 @@ def test_cli_refuses_bad_sfm_arguments(tmp_path, capsys, extra, message):
     assert rc == 2 and message in capsys.readouterr().err
 
 
-def test_true_pose_control_through_build_rebar3d(tmp_path):
+def test_true_pose_control_through_build_rebar3d(tmp_path, monkeypatch):
     """The control goes through the dataset writer like any mode (no COLMAP needed): clouds
     prepared as a user's, labels beside them, the manifest saying what was done."""
     import json
@@ -79,12 +79,14 @@ def test_true_pose_control_through_build_rebar3d(tmp_path):
     from data_tools.io import read_cloud
     from data_tools.target_dataset import build_rebar3d
 
+    monkeypatch.setenv("PATH", str(tmp_path))  # no colmap: the control must not need it
     out = build_rebar3d(tmp_path / "ds", scenes=4, mode="sfm_true_poses", preset="typical", seed=0,
                         density=2000, progress=False, image_size=(160, 120), n_views=24,
                         elements=["column"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["mode"] == "sfm_true_poses" and manifest["walk"] == "walk_around"
     assert manifest["walk_around"]["views_per_loop"] == 24 and manifest["colmap"]["threads"] == 1
+    assert manifest["n_views"] == 24
     entry = manifest["splits"]["target_test"][0]
     assert entry["views"] == entry["registered"] == 24 and "camera_error_median" not in entry
     assert entry["preparation"].startswith("auto: up") and set(entry["true_frame"]) == {
