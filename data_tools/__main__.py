@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--density", type=float, default=20000.0, help="source points per square metre")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
                    help="render at W x H (same field of view) instead of the preset's 960 x 720")
-    p.add_argument("--views", type=int, default=None, help="camera positions (default: the preset's)")
+    p.add_argument("--views", type=int, default=None, help="camera positions (default: the preset's); sfm modes: photos per loop")
     p.add_argument("--elements", nargs="+", choices=list(ELEMENTS), default=None,
                    help="element types to draw from (default: all)")
     p.add_argument("--similarity", action="store_true",
