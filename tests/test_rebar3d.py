@@ -12,6 +12,7 @@ import torch
 from da.algorithms import build_algorithm
 from da.cli import main as da_main
 from da.config import load_config
+from da.config_schema import ConfigError
 from da.data import build_data
 from da.data.blocks import SceneDataset, prepare_scene
 from da.models import build_model
@@ -201,3 +202,33 @@ def test_unreadable_shape_cache_is_computed_again(r3d, tmp_path):
     again = build_data(cfg).source_val.scenes[0].shape
     assert np.array_equal(first, again)
     assert np.array_equal(np.load(caches[0]), first)  # and the cache is whole again
+
+
+def test_sfm_modes_reach_the_builder_with_their_walk_and_leave_other_folders_unchanged(tmp_path, monkeypatch):
+    import data_tools.target_dataset as target_dataset
+    from da.data.rebar3d import dataset_dir
+
+    calls = []
+
+    def fake_build(folder, **params):  # records what the trainer asks for; writes a manifest
+        calls.append(params)
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text("{}")
+        return folder
+
+    monkeypatch.setattr(target_dataset, "build_rebar3d", fake_build)
+
+    def folder(*overrides):
+        cfg = load_config([REPO / "experiments/configs/rebar3d.yaml"], [f"data.root={tmp_path}", *overrides])
+        return dataset_dir(cfg.data)
+
+    ring, walk = folder("data.mode=sfm"), folder("data.mode=sfm", "data.walk=walk_around_two_heights")
+    control = folder("data.mode=sfm_true_poses")
+    assert [c["mode"] for c in calls] == ["sfm", "sfm", "sfm_true_poses"]
+    assert [c["walk"] for c in calls] == ["walk_around", "walk_around_two_heights", "walk_around"]
+    assert len({ring, walk, control}) == 3 and ring.name.startswith("rebar3d-sfm-")
+    # mvs / fast parameters carry no walk key, so existing dataset folders keep their names
+    folder("data.mode=mvs", "data.walk=walk_around_two_heights")
+    assert "walk" not in calls[-1]
+    with pytest.raises(ConfigError, match="walk must be one of"):
+        folder("data.mode=sfm", "data.walk=jog")

@@ -49,7 +49,8 @@ class Rebar3dConfig(DataConfig):
     name: str = "rebar3d"
     path: str = ""  # an existing dataset folder; empty = build from the keys below
     scenes: int = 12
-    mode: str = "fast"  # mvs | fast
+    mode: str = "fast"  # mvs | fast | sfm | sfm_true_poses (data_tools.target_dataset.MODES)
+    walk: str = "walk_around"  # sfm modes only: the walk-around capture (WALK_AROUND_PRESETS)
     preset: str = "typical"  # reconstruction preset (mild, typical, harsh)
     capture: str = "noon"  # capture preset (render.PRESETS): light, or the camera ring
     data_seed: int = 0
@@ -72,8 +73,13 @@ class Rebar3dConfig(DataConfig):
     simulated_source: str = ""
 
     def validate(self) -> None:
-        if self.mode not in ("mvs", "fast"):
-            raise ValueError(f"mode must be mvs or fast, got '{self.mode}'")
+        from data_tools.target_dataset import MODES
+        from data_tools.walk_around import WALK_AROUND_PRESETS
+
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{self.mode}'")
+        if self.walk not in WALK_AROUND_PRESETS:
+            raise ValueError(f"walk must be one of {', '.join(WALK_AROUND_PRESETS)}, got '{self.walk}'")
         if self.class_weighting not in ("inverse_sqrt", "none"):
             raise ValueError(f"class_weighting must be inverse_sqrt or none, got '{self.class_weighting}'")
         if not (0 < self.train_stride <= self.block_size) or self.voxel <= 0 or self.num_points < 1:
@@ -103,6 +109,8 @@ def dataset_dir(cfg: Rebar3dConfig) -> Path:
                   seed=cfg.data_seed,
                   density=cfg.density, image_size=list(cfg.image_size) or None,
                   n_views=cfg.n_views or None)
+    if cfg.mode.startswith("sfm"):  # only there, so the mvs / fast folders keep their names
+        params["walk"] = cfg.walk
     return dataset_folder(cfg.root, f"rebar3d-{cfg.mode}", params, build_rebar3d)
 
 
