@@ -84,7 +84,7 @@ def cmd_rebar3d(args: argparse.Namespace) -> int:
                         args.elements, args.similarity, progress=not args.no_progress,
                         image_size=tuple(args.image_size) if args.image_size else None,
                         n_views=args.views, capture=args.capture, command=command, walk=args.walk,
-                        colmap_threads=args.colmap_threads)
+                        colmap_threads=args.colmap_threads, workers=args.workers)
     manifest = json.loads((out / "manifest.json").read_text())
     sizes = ", ".join(f"{k} {v}" for k, v in manifest["split_sizes"].items())
     print(f"wrote {args.scenes} scenes ({sizes}) to {out}")
@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--walk", choices=list(WALK_AROUND_PRESETS), default="walk_around",
                    help="sfm modes: the walk-around capture (--views sets its photos per loop)")
     p.add_argument("--colmap-threads", type=int, default=1, help="sfm mode: threads COLMAP may use")
+    p.add_argument("--workers", type=int, default=1,
+                   help="scenes built side by side (processes); the files do not depend on it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_rebar3d)
 

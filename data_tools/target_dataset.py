@@ -71,7 +71,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +189,7 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
                   image_size: tuple[int, int] | None = None, n_views: int | None = None,
                   capture: str = "noon", label_distance: float = 0.02,
                   command: str | None = None, walk: str = "walk_around",
-                  colmap_threads: int = 1) -> Path:
+                  colmap_threads: int = 1, workers: int = 1) -> Path:
     """Write the split dataset into `out_dir` (replaced if it exists); returns the folder.
 
     mode: "mvs" (rendered stereo pairs + StereoSGBM + fusion) or "fast" (artefact model).
@@ -199,6 +202,8 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
     mode "sfm" / "sfm_true_poses" (``data_tools.sfm_target``): a walk-around capture (`walk`,
     a key of ``WALK_AROUND_PRESETS``; n_views = photos per loop) reconstructed by COLMAP
     (`colmap_threads`) + rectified pairs + fusion, or the same dense step on the true poses.
+    workers: scenes built side by side in that many processes; every scene draws from its
+    own seed, so the files are the same for any number of workers (tested).
     """
     elements = list(elements or ELEMENTS)
     unknown = [e for e in elements if e not in ELEMENTS]
@@ -216,6 +221,8 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
         raise ValueError(f"image size must be two numbers >= 16 (W H), got {image_size}")
     if n_views is not None and n_views < 2:
         raise ValueError(f"need at least 2 views (the fusion needs two that agree), got {n_views}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     sfm = _sfm_setup(mode, walk, n_views, colmap_threads, similarity)
     sizes = split_sizes(scenes)
     recon = reconstruction_setup(preset, capture, image_size, n_views)
@@ -228,21 +235,9 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
         for split in SPLITS:
             (tmp / split).mkdir()
         (tmp / ORACLE_LABELS).mkdir()
-        bar = tqdm(jobs, desc=f"rebar3d {mode}", unit="scene", disable=not progress)
-        for split, i, element, scene_seed in bar:
-            bar.set_postfix_str(split)
-            folder = tmp / split
-            if split.startswith("source"):
-                entry = _source_scene(folder, i, element, scene_seed, density)
-            else:
-                labels_dir = {"target_test": folder, "target_train": tmp / ORACLE_LABELS}[split]
-                if sfm is None:
-                    entry = write_target_scene(folder, i, element, scene_seed, mode, recon, preset,
-                                               capture, similarity, label_distance, labels_dir)
-                else:
-                    entry = write_sfm_target_scene(folder, i, element, scene_seed, mode, recon,
-                                                   capture, label_distance, labels_dir, *sfm,
-                                                   CROP_MARGIN)
+        builds = [(tmp, split, i, element, scene_seed, mode, recon, preset, capture, similarity,
+                   label_distance, density, sfm) for split, i, element, scene_seed in jobs]
+        for (split, *_), entry in zip(jobs, _map_scenes(builds, workers, mode, progress)):
             entries[split].append({"split": split, **entry})
         manifest = {
             "command": command, "seed": seed, "scenes": scenes, "mode": mode, "preset": preset,
@@ -260,6 +255,38 @@ def build_rebar3d(out_dir: str | Path, scenes: int, mode: str, preset: str, seed
             manifest.update(walk=walk, walk_around=asdict(sfm[0]), colmap=asdict(sfm[1]))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
     return Path(out_dir)
+
+
+def _build_scene(job: tuple) -> dict:
+    """One scene of the split dataset (a process-pool task: top level, picklable)."""
+    (tmp, split, i, element, scene_seed, mode, recon, preset, capture, similarity,
+     label_distance, density, sfm) = job
+    folder = tmp / split
+    if split.startswith("source"):
+        return _source_scene(folder, i, element, scene_seed, density)
+    labels_dir = {"target_test": folder, "target_train": tmp / ORACLE_LABELS}[split]
+    if sfm is None:
+        return write_target_scene(folder, i, element, scene_seed, mode, recon, preset, capture,
+                                  similarity, label_distance, labels_dir)
+    return write_sfm_target_scene(folder, i, element, scene_seed, mode, recon, capture,
+                                  label_distance, labels_dir, *sfm, CROP_MARGIN)
+
+
+def _one_thread_per_worker() -> None:
+    # each worker is one core's worth of work: OpenCV's own threads would oversubscribe
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _map_scenes(builds: list[tuple], workers: int, mode: str, progress: bool) -> Iterator[dict]:
+    """Manifest entries of `builds`, in their order, built in `workers` processes."""
+    bar = partial(tqdm, total=len(builds), desc=f"rebar3d {mode}", unit="scene", disable=not progress)
+    if workers == 1 or len(builds) < 2:
+        yield from bar(map(_build_scene, builds))
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_per_worker) as pool:
+        yield from bar(pool.map(_build_scene, builds))
 
 
 def _sfm_setup(mode: str, walk: str, n_views: int | None, threads: int,

@@ -92,6 +92,8 @@ def test_capture_preset_moves_the_ring_or_only_the_light():
     assert small.focal_px == pytest.approx(1100.0 / 2)
     with pytest.raises(ValueError, match="unknown capture preset"):
         build_rebar3d("unused", scenes=4, mode="fast", preset="typical", seed=0, capture="dusk")
+    with pytest.raises(ValueError, match="workers"):
+        build_rebar3d("unused", scenes=4, mode="fast", preset="typical", seed=0, workers=0)
 
 
 def test_layout_manifest_and_labels(fast_ds):
@@ -135,12 +137,20 @@ def test_splits_use_different_cages(fast_ds):
     assert len(seeds) == 6 and len(set(seeds)) == len(seeds)
 
 
+def _entries_without_times(folder: Path) -> dict:
+    splits = json.loads((folder / "manifest.json").read_text())["splits"]
+    return {split: [{k: v for k, v in e.items() if not k.endswith("seconds")} for e in entries]
+            for split, entries in splits.items()}
+
+
 def test_same_arguments_same_files_other_seed_other_files(fast_ds, tmp_path):
+    # built again in two processes: the same files and manifest entries as the one-process build
     again = build_rebar3d(tmp_path / "again", scenes=6, mode="fast", preset="typical", seed=3,
-                          density=5000, progress=False, image_size=SMALL, n_views=6)
+                          density=5000, progress=False, image_size=SMALL, n_views=6, workers=2)
     a, b = _files(fast_ds), _files(again)
     assert len(a) == 9 and a.keys() == b.keys()  # 6 clouds, 2 oracle + 1 test label files
     assert all(a[k] == b[k] for k in a)
+    assert _entries_without_times(fast_ds) == _entries_without_times(again)
     other = _files(build_rebar3d(tmp_path / "other", scenes=6, mode="fast", preset="typical",
                                  seed=4, density=5000, progress=False, image_size=SMALL, n_views=6))
     assert all(a[k] != other[k] for k in a if k.endswith(".ply"))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -71,6 +72,9 @@ class Rebar3dConfig(DataConfig):
     # randomised draws each scene's parameters from committed prior ranges (no calibration,
     # data_tools.artefact_ranges).
     simulated_source: str = ""
+    # processes that build the dataset folder on first use; not in its name: the files are
+    # the same for any number
+    build_workers: int = 1
 
     def validate(self) -> None:
         from data_tools.target_dataset import MODES
@@ -94,6 +98,8 @@ class Rebar3dConfig(DataConfig):
                              "oracle (target_labeled=true) does not use it")
         if self.image_size and len(self.image_size) != 2:
             raise ValueError(f"image_size must be [W, H], got {self.image_size}")
+        if self.build_workers < 1:
+            raise ValueError(f"build_workers must be >= 1, got {self.build_workers}")
 
 
 def dataset_dir(cfg: Rebar3dConfig) -> Path:
@@ -111,7 +117,8 @@ def dataset_dir(cfg: Rebar3dConfig) -> Path:
                   n_views=cfg.n_views or None)
     if cfg.mode.startswith("sfm"):  # only there, so the mvs / fast folders keep their names
         params["walk"] = cfg.walk
-    return dataset_folder(cfg.root, f"rebar3d-{cfg.mode}", params, build_rebar3d)
+    return dataset_folder(cfg.root, f"rebar3d-{cfg.mode}", params,
+                          partial(build_rebar3d, workers=cfg.build_workers))
 
 
 def _labels_file(folder: Path, split: str, entry: dict) -> Path | None:
