@@ -53,7 +53,7 @@ def cmd_evaluate(args) -> int:
     from da.evaluation import evaluate
     from da.runs import load_trained
 
-    run = load_trained(Path(args.run_dir), args.checkpoint, args.device)
+    run = load_trained(Path(args.run_dir), args.checkpoint, args.device, overrides=args.overrides)
     print(json.dumps(evaluate(run, step=-1), indent=2))
     return 0
 
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("evaluate", help="evaluate a run folder's checkpoint")
     p.add_argument("run_dir")
+    p.add_argument("overrides", nargs="*", metavar="data.key=value",
+                   help="evaluate on other data, e.g. data.path=ANOTHER_DATASET (data.* keys only)")
     p.add_argument("--checkpoint", default="last.pt", help="last.pt or best.pt")
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=cmd_evaluate)

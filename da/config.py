@@ -174,16 +174,20 @@ def load_raw(paths: list[str | Path] | str | Path | None, overrides: list[str] =
     return OmegaConf.merge(raw, cli)
 
 
-def load_run_config(path: str | Path) -> Config:
+def load_run_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """A run folder's config.yaml, written by the code of its day: a key since renamed
-    (REFUSED_SPELLINGS) is read under its current name, so runs made before still load."""
+    (REFUSED_SPELLINGS) is read under its current name, so runs made before still load.
+    `overrides` (key=value) apply after the renaming, e.g. data.path=OTHER to evaluate the
+    run on another dataset."""
     raw = load_raw([path])
     for section in raw.values():
         if isinstance(section, DictConfig):
             for old, new in REFUSED_SPELLINGS.items():
                 if old in section:
                     section[new] = section.pop(old)
-    return resolve(raw, str(path))
+    if overrides:
+        raw = OmegaConf.merge(raw, load_raw([], overrides))
+    return resolve(raw, str(path), list(overrides))
 
 
 def load_config(paths: list[str | Path] | str | Path | None, overrides: list[str] = ()) -> Config:

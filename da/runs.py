@@ -89,10 +89,15 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def load_trained(run_dir: Path, checkpoint_name: str = "last.pt", device: str = "cpu",
-                 data: DomainData | None = None) -> Run:
-    """Rebuild a finished (or interrupted) run from its folder, weights loaded, in eval mode."""
+                 data: DomainData | None = None, overrides: list[str] = ()) -> Run:
+    """Rebuild a finished (or interrupted) run from its folder, weights loaded, in eval mode.
+    `overrides`: data.* keys only (the weights fix the rest), e.g. data.path=OTHER_DATASET."""
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir / "config.yaml")
+    wrong = [o for o in overrides if not o.startswith("data.")]
+    if wrong:
+        raise ValueError(f"only data.* keys can change for a trained run (the checkpoint fixes the "
+                         f"rest), got: {' '.join(wrong)}")
+    cfg = load_run_config(run_dir / "config.yaml", overrides)
     dev = resolve_device(device)
     run = build_run(cfg, dev, data)
     ckpt = checkpoint.load(run_dir / "checkpoints" / checkpoint_name, dev)
