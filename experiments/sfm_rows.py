@@ -101,6 +101,16 @@ def evaluate_on(run_dir: Path, dataset: Path) -> dict[str, float]:
     return evaluate(run, step=-1)
 
 
+def final_evaluation(run_dir: Path) -> dict[str, float] | None:
+    """A finished run's final evaluation on its own dataset, as its `done` file records it
+    (the last checkpoint on every target_test scene: what `da evaluate` prints)."""
+    done = run_dir / "done"
+    if not done.is_file():
+        return None
+    final = json.loads(done.read_text())
+    return final if "target_miou" in final else None
+
+
 def _mean_std(values: list[float]) -> str:
     if not values:
         return "-"
@@ -187,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             got = results.setdefault(row, {}).setdefault(str(seed), {})
             for mode in args.modes:
                 kept = previous.get(row, {}).get(str(seed), {}).get(mode)
+                if kept is None and mode == "mvs":  # the run's own final evaluation
+                    kept = final_evaluation(run_dir)
                 got[mode] = kept if kept is not None else evaluate_on(run_dir, datasets[mode])
                 print(f"{row} seed {seed} {mode}: mIoU {got[mode]['target_miou']:.3f}", flush=True)
             write_report(results, args.rows, args.modes, datasets, command, time.perf_counter() - t0, args.out)

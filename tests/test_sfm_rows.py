@@ -60,6 +60,8 @@ def test_swapped_target_test_evaluates_what_it_holds(trained, tmp_path):
     ds, run_dir = trained
     sfm_rows = _script()
     before = evaluate(load_trained(run_dir), step=-1)
+    # the run's own final evaluation (its `done` file) is what evaluating it again gives
+    assert sfm_rows.final_evaluation(run_dir)["target_miou"] == before["target_miou"]
     stems = _copy_target_test(ds, tmp_path / "same")
     assert len(stems) == 2
     same = sfm_rows.evaluation_dataset(ds, tmp_path / "same", tmp_path / "eval_same", voxel=0.02)
