@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -285,7 +286,11 @@ def _map_scenes(builds: list[tuple], workers: int, mode: str, progress: bool) ->
     if workers == 1 or len(builds) < 2:
         yield from bar(map(_build_scene, builds))
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_per_worker) as pool:
+    # spawned, not forked: a fork of a process whose torch / OpenMP threads hold a lock
+    # deadlocks the child (seen in the test suite after a training test)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn,
+                             initializer=_one_thread_per_worker) as pool:
         yield from bar(pool.map(_build_scene, builds))
 
 
