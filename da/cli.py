@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", nargs="+", default=None, help="only rows matching these patterns (fnmatch)")
     p.add_argument("--carry", default=None, metavar="RESULTS_JSON",
                    help="with --finished-only: seeds with no finished run here take their metrics from "
-                        "this earlier results JSON (runs of another session); listed in the table")
+                        "this earlier results JSON (runs made elsewhere or earlier); listed in the table")
     p.add_argument("--finished-only", action="store_true",
                    help="train nothing: tabulate the finished runs (-> NAME.PROFILE.partial.* if some are missing)")
     p.add_argument("--allow-dirty", action="store_true",

@@ -166,7 +166,7 @@ def reproduce(name: str, profile: str = "standard", seeds: list[int] | None = No
     allow_dirty: train a non-quick profile from a tree with uncommitted changes anyway;
     the table says so. Without it such a table is refused: its numbers would come from
     code nobody can check out.
-    carry (with finished_only): a results JSON written earlier (e.g. by another session,
+    carry (with finished_only): a results JSON written earlier (e.g. on another machine,
     whose runs/ folder is gone); a row's seed with no finished run here takes that file's
     per-seed metrics (and validator scores, for model selection), and the table lists
     every carried run with the commit it came from.

@@ -143,8 +143,8 @@ def to_markdown(result: dict, metrics: list[str]) -> str:
                   "unknown): these numbers cannot be reproduced from any commit."]
     if result.get("carried_runs"):
         c = result["carried_runs"]
-        lines += ["", f"**Carried runs** (`--carry {c['from']}`): trained in an earlier session whose run "
-                  "folders are not on this disk; their per-seed metrics (and validator scores) are read "
+        lines += ["", f"**Carried runs** (`--carry {c['from']}`): trained earlier, their run "
+                  "folders not on this disk; their per-seed metrics (and validator scores) are read "
                   "from that file: " + ", ".join(c["runs"]) + "."]
     if result.get("missing_runs"):
         lines += ["", "**Partial table** (`--finished-only`): not run: " + ", ".join(result["missing_runs"]) + "."]

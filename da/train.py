@@ -344,7 +344,7 @@ class Trainer:
         commit, now = ckpt.get("git_commit"), self.commit
         if commit and commit != now:
             self._warn(f"{path}: written by commit {commit[:12]}, resumed by {now[:12]}: the rest of "
-                       "this run comes from other code (a cut-off session's run goes on)")
+                       "this run comes from other code (a cut-off run goes on)")
         state = {k: ckpt[k] for k in ("step", "best_source_val", "count")}
         state["sums"] = {k: v.to(self.device) for k, v in ckpt["sums"].items()}
         return state
