@@ -76,7 +76,9 @@ def evaluation_dataset(benchmark: Path, clouds: Path, out: Path, voxel: float = 
     old = out / "manifest.json"
     if old.is_file() and json.loads(old.read_text()).get("target_test_files") != new["target_test_files"]:
         shutil.rmtree(out / prepared / "target_test", ignore_errors=True)  # caches of other clouds
-    old.write_text(json.dumps(new, indent=1))
+    tmp = out / f".manifest.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(new, indent=1))
+    os.replace(tmp, old)  # atomic: two evaluations may start side by side
     return out
 
 
