@@ -14,6 +14,9 @@ This script:
 3. writes a table: target mIoU and per-class IoU per row and set, and the rows' order on
    each set.
 
+Results already in --out's JSON are kept (a long evaluation can be resumed): after
+re-making the clouds, delete that JSON.
+
     python experiments/sfm_rows.py --benchmark data/rebar3d-mvs-78cd8201b5 \
         --sets data/sfm_test --runs runs/tables/rebar3d/mixing --seeds 0 \
         --rows source_only dann_point sim_randomised_cosmix_dann_point sim_source \
@@ -34,6 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from da.config import load_run_config
+from da.contracts import DomainData
+from da.data import build_data
 from da.evaluation import evaluate
 from da.provenance import git_state, machine_summary
 from da.runs import load_trained
@@ -98,8 +104,16 @@ def _link(path: Path, target: Path) -> None:
     path.symlink_to(target, target_is_directory=True)
 
 
+_DATA: dict[str, DomainData] = {}  # (data config, manifest) -> loaded data: once, not once per run
+
+
 def evaluate_on(run_dir: Path, dataset: Path) -> dict[str, float]:
-    run = load_trained(run_dir, overrides=[f"data.path={dataset}", *EVAL_ONLY])
+    overrides = [f"data.path={dataset}", *EVAL_ONLY]
+    data_cfg = load_run_config(run_dir / "config.yaml", overrides).data
+    key = repr(data_cfg) + (dataset / "manifest.json").read_text()  # re-made clouds: loaded again
+    if key not in _DATA:
+        _DATA[key] = build_data(data_cfg)
+    run = load_trained(run_dir, data=_DATA[key], overrides=overrides)
     return evaluate(run, step=-1)
 
 

@@ -16,6 +16,7 @@ from da.config import load_config
 from da.evaluation import evaluate
 from da.runs import load_trained
 from da.train import train
+from data_tools.splits import DatasetFileError
 from data_tools.target_dataset import build_rebar3d
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +98,7 @@ def test_missing_scene_is_left_out_and_listed(trained, tmp_path):
     assert manifest["target_test_missing"] == [stems[0]]
     for stem in stems:
         (tmp_path / "clouds" / f"{stem}.ply").unlink(missing_ok=True)
-    with pytest.raises(Exception, match="none of the benchmark's target_test"):
+    with pytest.raises(DatasetFileError, match="none of the benchmark's target_test"):
         sfm_rows.evaluation_dataset(ds, tmp_path / "clouds", tmp_path / "eval", voxel=0.02)
 
 
