@@ -121,6 +121,15 @@ def provenance() -> str:
             f"{platform.machine()}, {os.cpu_count()} cores, load average at start {load}.")
 
 
+def _mean_stat(records: list[dict], key: str, cls: str | None = None) -> float | None:
+    """Mean of stats[key] (or stats[key][cls]) over the records that have a finite value."""
+    values = [r["stats"].get(key) for r in records]
+    if cls is not None:
+        values = [(v or {}).get(cls) for v in values]
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
 def summary_by_mode(records: list[dict]) -> list[str]:
     """Per mode, over its reconstructed scenes: mean completeness per class, outliers,
     thickening, accuracy and the median wall time (the like-for-like view of SfM's effect)."""
@@ -132,18 +141,13 @@ def summary_by_mode(records: list[dict]) -> list[str]:
         if not done:
             continue
 
-        def mean(get) -> float | None:
-            values = [v for v in map(get, done) if v is not None and np.isfinite(v)]
-            return float(np.mean(values)) if values else None
-
-        stat = lambda key, k: (lambda r: r["stats"].get(key, {}).get(k))  # noqa: E731
-        comp = " / ".join(_fmt(mean(stat("completeness", k))) for k in ("0", "1", "2"))
-        thick = " / ".join(_fmt(mean(stat("thickening", k)), 1e3, 1) for k in ("1", "2"))
+        comp = " / ".join(_fmt(_mean_stat(done, "completeness", k)) for k in ("0", "1", "2"))
+        thick = " / ".join(_fmt(_mean_stat(done, "thickening", k), 1e3, 1) for k in ("1", "2"))
         total = [r["seconds"]["total"] for r in records if r["mode"] == mode and "total" in r.get("seconds", {})]
         attempted = sum(r["mode"] == mode for r in records)
         lines.append(f"| {mode} | {len(done)} of {attempted} | {comp} | "
-                     f"{_fmt(mean(lambda r: r['stats'].get('outlier_fraction')))} | {thick} | "
-                     f"{_fmt(mean(lambda r: r['stats'].get('accuracy_median')), 1e3, 1)} | "
+                     f"{_fmt(_mean_stat(done, 'outlier_fraction'))} | {thick} | "
+                     f"{_fmt(_mean_stat(done, 'accuracy_median'), 1e3, 1)} | "
                      f"{np.median(total):.0f} / {np.max(total):.0f} |")
     return lines
 
